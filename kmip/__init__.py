@@ -1,0 +1,1 @@
+"""The KMIP protocol layer."""
