@@ -1,0 +1,51 @@
+# keyquorum: the two set-up commands are `make run` and `make test`.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEV_DIR ?= dev-cluster
+TYPECHECK := build/typecheck
+
+.PHONY: run test lint typecheck tables check-tables unit bench-codec clean
+
+# Install (or refresh) the virtualenv whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Start a local 3-node cluster in the foreground; Ctrl-C stops every node.
+run: $(STAMP)
+	$(BIN)/keyquorum dev --nodes 3 --dir $(DEV_DIR)
+
+# Everything CI checks: lint, types, generated tables, the test suite.
+test: lint typecheck check-tables unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# mypy needs a directory named like the package, so it reads the folders through
+# a tree of symbolic links shaped like the installed `keyquorum` package.
+typecheck: $(STAMP)
+	mkdir -p $(TYPECHECK)/keyquorum
+	for d in kmip cluster proto; do ln -sfn ../../../$$d $(TYPECHECK)/keyquorum/$$d; done
+	cd $(TYPECHECK) && MYPYPATH=. ../../$(BIN)/mypy --config-file ../../pyproject.toml \
+		-p keyquorum.kmip -p keyquorum.cluster -p keyquorum.proto
+
+tables: $(STAMP)
+	$(BIN)/python -m keyquorum.kmip.gen_tables
+
+check-tables: $(STAMP)
+	$(BIN)/python -m keyquorum.kmip.gen_tables --check
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+# Decode and encode rates of vCenter's Create request, beside PyKMIP's, in one run.
+bench-codec: $(STAMP)
+	$(BIN)/python bench/codec_bench.py
+
+clean:
+	rm -rf $(VENV) build $(DEV_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis
