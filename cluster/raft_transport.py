@@ -1,0 +1,65 @@
+"""The Raft transport: pysyncobj's TCP transport, made to keep two promises.
+
+1. Nothing leaves this node before the journal is durable. ``send`` syncs the journal
+   (one fdatasync covering every entry appended since the last message, nothing when none
+   was) and only then hands the message to TCPTransport. Acknowledgements, votes, appends
+   and forwarded commands all go through here, so a peer never hears about an entry this
+   node could still lose in a crash. See raft_journal for why appends themselves do not sync.
+
+2. A follower commits only what the leader's append verified. Raft lets a follower
+   advance its commit index to min(leaderCommit, index of the last new entry); pysyncobj
+   uses the end of the follower's whole log instead. Since DurableJournal keeps entries
+   past an overlapping append rather than deleting them, those unverified entries could
+   otherwise be applied. ``_onMessageReceived`` caps the leader's commit index in each
+   append to the last index that append covers, before pysyncobj reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pysyncobj.transport import TCPTransport
+
+from keyquorum.cluster.raft_journal import DurableJournal
+
+
+class DurableTransport(TCPTransport):
+    """TCPTransport that syncs the journal before sending and caps followers' commits."""
+
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:  # noqa: N803
+        journal = syncObj.conf.journalFile
+        if not isinstance(journal, DurableJournal):
+            raise TypeError("DurableTransport needs a DurableJournal as conf.journalFile")
+        self._journal = journal
+        super().__init__(syncObj, selfNode, otherNodes)
+
+    def send(self, node: Any, message: Any) -> bool:
+        self._journal.sync()
+        return self._deliver(node, message)
+
+    def _deliver(self, node: Any, message: Any) -> bool:
+        """Hand a message to the socket; the journal is already durable here."""
+        return bool(super().send(node, message))
+
+    def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
+        if isinstance(message, dict) and message.get("type") == "append_entries":
+            _cap_commit_index(message)
+        super()._onMessageReceived(node, message)
+
+
+def _cap_commit_index(message: dict[str, Any]) -> None:
+    if "prevLogIdx" not in message:
+        return  # a snapshot chunk, not an append
+
+    # Chunks of one large entry: only the last chunk appends (that one entry).
+    transmission = message.get("transmission")
+    if transmission is None:
+        covered = len(message.get("entries", ()))
+    elif transmission == "finish":
+        covered = 1
+    else:
+        covered = 0
+
+    verified_end = message["prevLogIdx"] + covered
+    if message["commit_index"] > verified_end:
+        message["commit_index"] = verified_end
