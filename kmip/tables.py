@@ -6,6 +6,9 @@ do not edit. The numbers are on the wire and on disk: never renumber.
 
 from enum import IntEnum, IntFlag
 
+# An enumeration or a mask class: the keys of the per-value tables.
+EnumClass = type[IntEnum] | type[IntFlag]
+
 
 class Tag(IntEnum):
     CRYPTOGRAPHIC_USAGE_MASK = 0x42002C
@@ -51,7 +54,7 @@ class CryptographicUsageMask(IntFlag):
 
 
 # Tag number -> the name the XML and JSON encodings use.
-TAG_XML_NAMES = {
+TAG_XML_NAMES: dict[int, str] = {
     0x42002C: 'CryptographicUsageMask',
     0x420078: 'RequestMessage',
     0x42007B: 'ResponseMessage',
@@ -60,7 +63,7 @@ TAG_XML_NAMES = {
 }
 
 # Tag number -> the name the specification gives it.
-TAG_SPEC_NAMES = {
+TAG_SPEC_NAMES: dict[int, str] = {
     0x42002C: 'Cryptographic Usage Mask',
     0x420078: 'Request Message',
     0x42007B: 'Response Message',
@@ -69,7 +72,7 @@ TAG_SPEC_NAMES = {
 }
 
 # Tag number -> the first protocol version that defines it.
-TAG_SINCE = {
+TAG_SINCE: dict[int, tuple[int, int]] = {
     0x42002C: (1, 0),
     0x420078: (1, 0),
     0x42007B: (1, 0),
@@ -78,23 +81,34 @@ TAG_SINCE = {
 }
 
 # Tag number -> the enumeration its Enumeration values use.
-TAG_ENUMS = {
+TAG_ENUMS: dict[int, type[IntEnum]] = {
     0x42007E: ResultReason,
     0x42007F: ResultStatus,
 }
 
 # Tag number -> the mask its Integer values use.
-TAG_MASKS = {
+TAG_MASKS: dict[int, type[IntFlag]] = {
     0x42002C: CryptographicUsageMask,
 }
 
 # Attribute tags: 1.x Attribute Name text -> tag.
-ATTRIBUTE_TAGS = {
+ATTRIBUTE_TAGS: dict[str, int] = {
     'Cryptographic Usage Mask': 0x42002C,
 }
 
+# XML and JSON name (or an accepted alias) -> tag number.
+TAGS_BY_XML_NAME: dict[str, int] = {
+    'CryptographicUsageMask': 0x42002C,
+    'RequestMessage': 0x420078,
+    'ResponseMessage': 0x42007B,
+    'ResultReason': 0x42007E,
+    'ResultStatus': 0x42007F,
+}
+
+
 # Enumeration or mask -> {value: XML name}.
-VALUE_XML_NAMES = {
+VALUE_XML_NAMES: dict[EnumClass, dict[int, str]] = {
+    Tag: TAG_XML_NAMES,
     ResultStatus: {
         0x00000000: 'Success',
         0x00000001: 'OperationFailed',
@@ -130,7 +144,8 @@ VALUE_XML_NAMES = {
 }
 
 # Enumeration or mask -> {value: first protocol version}.
-VALUE_SINCE = {
+VALUE_SINCE: dict[EnumClass, dict[int, tuple[int, int]]] = {
+    Tag: TAG_SINCE,
     ResultStatus: {
         0x00000000: (1, 0),
         0x00000001: (1, 0),
@@ -162,5 +177,42 @@ VALUE_SINCE = {
         0x00000002: (1, 0),
         0x00000004: (1, 0),
         0x00000008: (1, 0),
+    },
+}
+
+# Enumeration or mask -> {XML name or accepted alias: value}, for decoders.
+VALUES_BY_XML_NAME: dict[EnumClass, dict[str, int]] = {
+    Tag: TAGS_BY_XML_NAME,
+    ResultStatus: {
+        'Success': 0x00000000,
+        'OperationFailed': 0x00000001,
+        'OperationPending': 0x00000002,
+        'OperationUndone': 0x00000003,
+    },
+    ResultReason: {
+        'ItemNotFound': 0x00000001,
+        'ResponseTooLarge': 0x00000002,
+        'AuthenticationNotSuccessful': 0x00000003,
+        'InvalidMessage': 0x00000004,
+        'OperationNotSupported': 0x00000005,
+        'MissingData': 0x00000006,
+        'InvalidField': 0x00000007,
+        'FeatureNotSupported': 0x00000008,
+        'OperationCanceledByRequester': 0x00000009,
+        'CryptographicFailure': 0x0000000A,
+        'IllegalOperation': 0x0000000B,
+        'PermissionDenied': 0x0000000C,
+        'ObjectArchived': 0x0000000D,
+        'IndexOutOfBounds': 0x0000000E,
+        'ApplicationNamespaceNotSupported': 0x0000000F,
+        'KeyFormatTypeNotSupported': 0x00000010,
+        'KeyCompressionTypeNotSupported': 0x00000011,
+        'GeneralFailure': 0x00000100,
+    },
+    CryptographicUsageMask: {
+        'Sign': 0x00000001,
+        'Verify': 0x00000002,
+        'Encrypt': 0x00000004,
+        'Decrypt': 0x00000008,
     },
 }
