@@ -347,6 +347,8 @@ class _Applier:
             raise ValueError(f"unknown raft dump format {dump.get('format')!r}")
         self._state_machine.restore(dump["state"])
         self._table.replace(dump["requests"])
+        last_entry = dump["raft"][0]  # (command, index, term) of the last applied entry
+        log.info("raft_dump_restored index=%d", last_entry[1])
 
         for key in self._waiters.keys():
             if isinstance(key, tuple) and key[0] == "request":

@@ -33,7 +33,10 @@ class KeyValueMachine:
         self.applied_commands = 0
 
     def apply(self, command: object) -> object:
-        op, key, *rest = command  # type: ignore[misc]
+        assert isinstance(command, tuple)
+        op: str = command[0]
+        key: str = command[1]
+        rest: tuple[Any, ...] = command[2:]
         if op == "fail":
             raise ValueError(f"refused to apply to {key}")
         self.applied_commands += 1

@@ -1,0 +1,556 @@
+"""The replicated log against pysyncobj's hazards (see keyquorum.cluster.raft's docstring).
+
+Cluster tests run real node processes (tests/cluster/raft_node.py) on 127.0.0.1 with a
+key/value state machine, driven over each node's JSON-lines control port. Journal and
+transport rules that need no cluster are checked in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keyquorum.cluster.raft import (
+    CommandRejectedError,
+    NoQuorumError,
+    RaftConfig,
+    ReplicatedLog,
+    _RequestTable,
+)
+from keyquorum.cluster.raft_journal import DurableJournal
+from keyquorum.cluster.raft_transport import DurableTransport, _cap_commit_index
+
+HERE = Path(__file__).parent
+NODE_SCRIPT = HERE / "raft_node.py"
+JOURNAL_WRITER = HERE / "raft_journal_writer.py"
+SECRET = "test-cluster-secret"
+STARTUP_SECONDS = 15.0
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+class NodeProcess:
+    """One raft_node.py process; survives kill and restart with the same port and data."""
+
+    def __init__(
+        self, address: str, peers: list[str], data_dir: Path, password: str, compaction: int
+    ) -> None:
+        self.address = address
+        self.peers = peers
+        self.data_dir = data_dir
+        self.log_path = data_dir.with_suffix(".log")
+        self.password = password
+        self.compaction = compaction
+        self.proc: subprocess.Popen[str] | None = None
+        self.control_port = 0
+
+    def start(self) -> None:
+        command = [
+            sys.executable, str(NODE_SCRIPT),
+            "--self-address", self.address,
+            "--peers", ",".join(self.peers),
+            "--data-dir", str(self.data_dir),
+            "--password", self.password,
+            "--compaction-entries", str(self.compaction),
+        ]
+        with open(self.log_path, "a") as log_file:
+            self.proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=log_file, text=True
+            )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("ready "):
+            raise RuntimeError(f"node {self.address} failed:\n{self.log_path.read_text()}")
+        self.control_port = int(line.split()[1])
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a paused process must die too
+            self.proc.kill()
+        self.proc.wait()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        self.proc = None
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def request(self, op: str, wait: float = 30.0, **fields: Any) -> dict[str, Any]:
+        with socket.create_connection(("127.0.0.1", self.control_port), timeout=wait) as s:
+            s.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+            with s.makefile() as reader:
+                reply: dict[str, Any] = json.loads(reader.readline())
+        return reply
+
+    def submit(self, command: list[Any], request_id: str, **fields: Any) -> dict[str, Any]:
+        return self.request("submit", command=command, request_id=request_id, **fields)
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.request("status")["status"]
+        return status
+
+    def state(self) -> dict[str, Any]:
+        return self.request("state")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text()
+
+
+class Cluster:
+    def __init__(self, nodes: list[NodeProcess]) -> None:
+        self.nodes = nodes
+
+    def leader(self, timeout: float = STARTUP_SECONDS) -> NodeProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for node in self.nodes:
+                if node.proc is None:
+                    continue
+                status = node.status()
+                if status["role"] == "leader" and status["has_quorum"]:
+                    return node
+            time.sleep(0.05)
+        raise AssertionError("no leader elected")
+
+    def followers(self) -> list[NodeProcess]:
+        leader = self.leader()
+        return [n for n in self.nodes if n is not leader and n.proc is not None]
+
+    def wait_converged(self, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Wait until every running node applied the same index and report their states."""
+        deadline = time.monotonic() + timeout
+        while True:
+            running = [n for n in self.nodes if n.proc is not None]
+            applied = {n.status()["applied_index"] for n in running}
+            if len(applied) == 1 or time.monotonic() > deadline:
+                return [n.state() for n in running]
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+    started: list[NodeProcess] = []
+
+    def make(
+        size: int = 3, passwords: list[str] | None = None, compaction: int = 50_000
+    ) -> Cluster:
+        addresses = [f"127.0.0.1:{port}" for port in free_ports(size)]
+        nodes = []
+        for i, address in enumerate(addresses):
+            password = passwords[i] if passwords else SECRET
+            node = NodeProcess(address, addresses, tmp_path / f"node{i}", password, compaction)
+            started.append(node)
+            nodes.append(node)
+        for node in nodes:
+            node.start()
+        return Cluster(nodes)
+
+    yield make
+    for node in started:
+        node.kill()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def run_load(node: NodeProcess, writers: int, count: int, prefix: str) -> dict[str, Any]:
+    return node.request("load", writers=writers, count=count, prefix=prefix, wait=120)
+
+
+# -- hazard 1: the tick sets the latency -----------------------------------------------------
+
+
+def test_commit_latency_is_a_few_ticks_not_pysyncobj_default(make_cluster: Any) -> None:
+    cluster = make_cluster()
+    leader = cluster.leader()
+    follower = cluster.followers()[0]
+
+    through_leader = [leader.submit(["set", "k", i], f"l{i}")["seconds"] for i in range(60)]
+    through_follower = [follower.submit(["set", "k", i], f"f{i}")["seconds"] for i in range(60)]
+
+    # pysyncobj's default tick made each write wait 50-150 ms.
+    assert statistics.median(through_leader) < 0.025
+    assert statistics.median(through_follower) < 0.040
+
+
+# -- hazard 2: it never fsyncs ---------------------------------------------------------------
+
+
+class RecordingTransport(DurableTransport):
+    """Notes, for every message about to hit a socket, whether the journal was durable."""
+
+    sent: list[tuple[str, bool]] = []
+
+    def _deliver(self, node: Any, message: Any) -> bool:
+        kind = message.get("type", "?") if isinstance(message, dict) else "handshake"
+        RecordingTransport.sent.append((kind, self._journal.has_unsynced_changes))
+        return super()._deliver(node, message)
+
+
+class MemoryMachine:
+    def __init__(self) -> None:
+        self.values: list[object] = []
+
+    def apply(self, command: object) -> object:
+        self.values.append(command)
+        return len(self.values)
+
+    def snapshot(self) -> bytes:
+        return json.dumps(self.values).encode()
+
+    def restore(self, data: bytes) -> None:
+        self.values = json.loads(data)
+
+
+def test_journal_is_synced_before_any_message_leaves_the_node(tmp_path: Path) -> None:
+    addresses = tuple(f"127.0.0.1:{port}" for port in free_ports(3))
+    RecordingTransport.sent = []
+
+    async def scenario() -> list[int]:
+        logs = [
+            ReplicatedLog(
+                RaftConfig(address, addresses, tmp_path / f"n{i}", SECRET),
+                MemoryMachine(),
+                transport_class=RecordingTransport,
+            )
+            for i, address in enumerate(addresses)
+        ]
+        try:
+            results = await asyncio.gather(
+                *(logs[i % 3].submit(("v", i), f"r{i}", timeout=10) for i in range(60))
+            )
+            return [int(r) for r in results]
+        finally:
+            for raft_log in logs:
+                raft_log.close()
+
+    results = asyncio.run(scenario())
+
+    assert sorted(results) == list(range(1, 61))
+    kinds = {kind for kind, _ in RecordingTransport.sent}
+    assert {"append_entries", "next_node_idx", "apply_command"} <= kinds
+    unsynced = [kind for kind, dirty in RecordingTransport.sent if dirty]
+    assert unsynced == []
+
+
+def test_journal_survives_kill_and_drops_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "raft.journal"
+    writer = subprocess.Popen(
+        [sys.executable, str(JOURNAL_WRITER), str(path), "250"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "synced"
+    writer.kill()
+    writer.wait()
+    writer.stdout.close()
+
+    # A crash in the middle of the next append leaves half a record behind.
+    with open(path, "ab") as f:
+        f.write(b"\x40\x00\x00\x00half-a-record")
+
+    journal = DurableJournal(path, tmp_path / "raft.dump")
+    assert len(journal) == 250
+    assert journal[0] == (b"entry-1", 1, 1)
+    assert journal[-1] == (b"entry-250", 250, 26)
+    assert journal.getCurrentTerm() == 7
+    assert journal.getVotedForNodeId() == "127.0.0.1:9"
+
+    # The torn tail is gone: the next append lands right after entry 250.
+    journal.add(b"entry-251", 251, 26)
+    journal._destroy()
+    reopened = DurableJournal(path, tmp_path / "raft.dump")
+    assert len(reopened) == 251 and reopened[-1] == (b"entry-251", 251, 26)
+    reopened._destroy()
+
+
+# -- hazard 3: followers truncated entries they had acknowledged -----------------------------
+
+
+def test_overlapping_append_keeps_entries_and_only_a_conflict_truncates(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = DurableJournal(tmp_path / "raft.journal", tmp_path / "raft.dump")
+    for index in range(1, 11):
+        journal.add(b"cmd-%d" % index, index, 1)
+    journal.setRaftCommitIndex(6)
+
+    # What pysyncobj does for an append overlapping entries 5..7 (prevLogIdx 4):
+    # delete from position 4, then re-add the leader's (shorter) batch.
+    journal.deleteEntriesFrom(4)
+    for index in (5, 6, 7):
+        journal.add(b"cmd-%d" % index, index, 1)
+    assert len(journal) == 10  # 8..10 were acknowledged and are still here
+    assert journal.counters.overlapping_entries_kept == 3
+    assert journal.counters.conflict_truncations == 0
+
+    # A different term at 8 (uncommitted) is a real conflict: truncate from there.
+    journal.add(b"new-8", 8, 2)
+    assert [entry[1:] for entry in journal[6:]] == [(7, 1), (8, 2)]
+    assert journal.counters.committed_entries_truncated == 0
+
+    # A conflict at or below the commit index is reported as the broken promise it is.
+    with caplog.at_level(logging.CRITICAL):
+        journal.add(b"new-3", 3, 2)
+    assert journal.counters.committed_entries_truncated > 0
+    assert "journal_committed_entry_truncated" in caplog.text
+    journal._destroy()
+
+
+def test_follower_commit_is_capped_to_what_the_append_verified() -> None:
+    append = {"type": "append_entries", "prevLogIdx": 10, "commit_index": 50,
+              "entries": [(b"", 11, 1), (b"", 12, 1)]}
+    _cap_commit_index(append)
+    assert append["commit_index"] == 12
+
+    heartbeat = {"type": "append_entries", "prevLogIdx": 40, "commit_index": 30, "entries": []}
+    _cap_commit_index(heartbeat)
+    assert heartbeat["commit_index"] == 30
+
+
+def test_lagging_follower_under_load_keeps_identical_state(make_cluster: Any) -> None:
+    cluster = make_cluster()
+    leader = cluster.leader()
+    lagging = cluster.followers()[0]
+    load: dict[str, Any] = {}
+    writer = threading.Thread(target=lambda: load.update(run_load(leader, 32, 3000, "w")))
+
+    # Stall one follower mid-load so that it lags and receives overlapping appends.
+    writer.start()
+    time.sleep(0.3)
+    lagging.pause()
+    time.sleep(0.8)
+    lagging.resume()
+    writer.join()
+
+    assert load["ok"] and load["failures"] == {}
+    states = cluster.wait_converged()
+    assert {s["digest"] for s in states} == {states[0]["digest"]}
+    assert {s["applied_commands"] for s in states} == {3000}
+    journals = [node.status()["journal"] for node in cluster.nodes]
+    # The stall did provoke appends overlapping what followers had (pysyncobj truncated
+    # those); the journal kept them and never truncated a committed entry.
+    assert sum(j["overlapping_entries_kept"] for j in journals) > 0
+    for node, journal in zip(cluster.nodes, journals, strict=True):
+        assert journal["committed_entries_truncated"] == 0
+        assert "journal_committed_entry_truncated" not in node.log_text()
+        assert "truncating already-applied" not in node.log_text()
+
+
+# -- hazard 4: without a full dump, compaction loses the state ------------------------------
+
+
+def test_nodes_recover_after_compaction_by_restart_and_by_snapshot(make_cluster: Any) -> None:
+    cluster = make_cluster(compaction=100)
+    leader = cluster.leader()
+    assert run_load(leader, 16, 400, "a")["failures"] == {}
+    wait_for(lambda: all((n.data_dir / "raft.dump").exists() for n in cluster.nodes))
+
+    # A follower that misses what the leader compacts away catches up from the dump.
+    behind = cluster.followers()[0]
+    behind_index = behind.status()["applied_index"]
+    behind.kill()
+    assert run_load(leader, 16, 400, "b")["failures"] == {}
+    behind.start()
+    states = cluster.wait_converged()
+    assert {s["digest"] for s in states} == {states[0]["digest"]}
+    assert states[0]["applied_commands"] == 800
+    restored = [int(line.rsplit("index=", 1)[1]) for line in behind.log_text().splitlines()
+                if "raft_dump_restored" in line]
+    assert max(restored) > behind_index + 100  # a dump sent by the leader, not its own
+
+    # Every node killed at once restarts from its own dump plus journal.
+    for node in cluster.nodes:
+        node.kill()
+    for node in cluster.nodes:
+        node.start()
+    cluster.leader()
+    restarted = cluster.wait_converged()
+    assert [s["digest"] for s in restarted] == [states[0]["digest"]] * 3
+
+
+# -- hazards 5, 6: apply never raises; retries are idempotent --------------------------------
+
+
+def test_failing_apply_is_an_error_result_and_the_cluster_keeps_committing(
+    make_cluster: Any,
+) -> None:
+    cluster = make_cluster()
+    leader = cluster.leader()
+    follower = cluster.followers()[0]
+    before = cluster.wait_converged()
+
+    refused = follower.submit(["fail", "x"], "bad-1")
+    assert refused["ok"] is False and refused["error"] == "CommandRejectedError"
+    assert "refused to apply" in refused["detail"]
+
+    accepted = leader.submit(["set", "after", 1], "good-1")
+    assert accepted["ok"] is True and accepted["result"] is None
+    states = cluster.wait_converged()
+    assert {s["digest"] for s in states} == {states[0]["digest"]}
+    assert states[0]["applied_commands"] == before[0]["applied_commands"] + 1
+
+
+def test_same_request_id_applies_once_and_returns_the_first_result(make_cluster: Any) -> None:
+    cluster = make_cluster()
+    leader = cluster.leader()
+    follower = cluster.followers()[0]
+
+    assert leader.submit(["incr", "n"], "once")["result"] == 1
+    assert follower.submit(["incr", "n"], "once")["result"] == 1
+    assert leader.submit(["incr", "n"], "twice")["result"] == 2
+
+    # Concurrent duplicates through every node still apply once.
+    replies: list[dict[str, Any]] = []
+    threads = [
+        threading.Thread(target=lambda n=n: replies.append(n.submit(["incr", "n"], "dup")))
+        for n in cluster.nodes for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {r["result"] for r in replies} == {3}
+    assert leader.request("get", key="n")["value"] == 3
+
+
+def test_request_table_evicts_oldest_deterministically() -> None:
+    table = _RequestTable(capacity=3)
+    for i in range(5):
+        table.remember(f"r{i}", i)
+    assert [key for key, _ in table.items()] == ["r2", "r3", "r4"]
+    assert table.get("r1") == (False, None)
+    assert table.get("r4") == (True, 4)
+
+
+def test_apply_failure_raises_named_error_in_process(tmp_path: Path) -> None:
+    class Picky(MemoryMachine):
+        def apply(self, command: object) -> object:
+            if command == "bad":
+                raise KeyError("no such thing")
+            return super().apply(command)
+
+    async def scenario() -> tuple[str, int]:
+        raft_log = ReplicatedLog(
+            RaftConfig(f"127.0.0.1:{free_ports(1)[0]}", (), tmp_path, SECRET,
+                       election_timeout_min_seconds=0.05, election_timeout_max_seconds=0.1),
+            Picky(),
+        )
+        try:
+            with pytest.raises(CommandRejectedError) as refused:
+                await raft_log.submit("bad", "r1")
+            good = await raft_log.submit("good", "r2")
+            return refused.value.error_type, int(good)
+        finally:
+            raft_log.close()
+
+    assert asyncio.run(scenario()) == ("KeyError", 1)
+
+
+# -- hazard 7: pickled commands cross the network --------------------------------------------
+
+
+def test_node_without_the_secret_cannot_join_or_disturb(make_cluster: Any) -> None:
+    cluster = make_cluster(passwords=[SECRET, SECRET, "not-the-secret"])
+    outsider = cluster.nodes[2]
+    leader = cluster.leader()
+    term = leader.status()["term"]
+
+    assert run_load(leader, 8, 200, "x")["failures"] == {}
+    time.sleep(1.5)  # several of the outsider's election timeouts
+
+    # The outsider saw nothing, never led, and its elections did not move the cluster's term.
+    assert outsider.state()["applied_commands"] == 0
+    assert outsider.status()["leader_address"] is None
+    assert leader.status()["term"] == term and leader.status()["role"] == "leader"
+    assert outsider.submit(["set", "k", 1], "o1", timeout=0.5)["error"] == "NoQuorumError"
+    assert leader.state()["applied_commands"] == 200
+
+
+def test_secret_is_required_and_wildcards_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="password"):
+        RaftConfig("127.0.0.1:7001", (), tmp_path, "")
+    with pytest.raises(ValueError, match="wildcard"):
+        RaftConfig("0.0.0.0:7001", (), tmp_path, SECRET)
+
+
+def test_raft_port_listens_only_on_the_configured_address(make_cluster: Any) -> None:
+    cluster = make_cluster(size=1)
+    node = cluster.nodes[0]
+    assert node.proc is not None
+    port = int(node.address.rsplit(":", 1)[1])
+
+    # /proc/<pid>/net/tcp: local address as hex ip:port; state 0A is LISTEN.
+    listening = []
+    for line in Path(f"/proc/{node.proc.pid}/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        ip_hex, port_hex = local.split(":")
+        if state == "0A" and int(port_hex, 16) == port:
+            listening.append(ip_hex)
+    assert listening == ["0100007F"]  # 127.0.0.1, not 00000000 (0.0.0.0)
+
+
+# -- hazard 8 and the rest of the wiring -----------------------------------------------------
+
+
+def test_pysyncobj_is_configured_as_the_hazards_require(tmp_path: Path) -> None:
+    config = RaftConfig(f"127.0.0.1:{free_ports(1)[0]}", (), tmp_path, SECRET)
+    raft_log = ReplicatedLog(config, MemoryMachine())
+    try:
+        conf = raft_log._core.conf
+        assert conf.autoTickPeriod == conf.appendEntriesPeriod == 0.002
+        assert conf.password == SECRET and conf.bindAddress == config.self_address
+        assert conf.fullDumpFile == str(tmp_path / "raft.dump")
+        assert isinstance(conf.journalFile, DurableJournal)
+        assert conf.logCompactionMinEntries >= 10_000
+        assert config.max_in_flight <= 1024
+    finally:
+        raft_log.close()
+
+    with pytest.raises(NoQuorumError):
+        asyncio.run(_submit_to_lonely_node(tmp_path / "lonely"))
+
+
+async def _submit_to_lonely_node(data_dir: Path) -> None:
+    own, absent = free_ports(2)
+    raft_log = ReplicatedLog(
+        RaftConfig(f"127.0.0.1:{own}", (f"127.0.0.1:{absent}",), data_dir, SECRET),
+        MemoryMachine(),
+    )
+    try:
+        await raft_log.submit("x", "r1", timeout=0.3)
+    finally:
+        raft_log.close()
