@@ -1,2 +1,130 @@
+"""The `keyquorum` command.
+
+Exit codes: 0 when all went well, 1 for a runtime failure, 2 when the command line
+or the config file is wrong (the message says which option and what is allowed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from keyquorum.cluster.config import ConfigError, load_config
+from keyquorum.cluster.dev import DEFAULT_BASE_PORT, DevError, DevOptions, run_dev
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class BadInput(click.ClickException):
+    """Wrong input in a file the operator wrote: the same exit code as a usage error."""
+
+    exit_code = EXIT_USAGE
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="keyquorum", prog_name="keyquorum")
+def cli() -> None:
+    """keyquorum: a clustered KMIP key server.
+
+    Exit codes: 0 ok, 1 runtime failure, 2 wrong command line or config file.
+    """
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The node's TOML config; see docs/configuration.md.",
+)
+def server(config_file: Path) -> None:
+    """Run one node of a cluster in the foreground."""
+    try:
+        config = load_config(config_file)
+    except ConfigError as error:
+        # A problem with an option says which file; a problem with the file already does.
+        raise BadInput(f"{config_file}: {error}" if error.option else str(error)) from error
+    logging.basicConfig(level=config.node.log_level.upper(), format=LOG_FORMAT)
+
+    # Imported here so the rest of the CLI works in a build without the node runtime.
+    try:
+        node = importlib.import_module("keyquorum.cluster.node")
+    except ModuleNotFoundError as error:
+        if error.name != "keyquorum.cluster.node":
+            raise
+        raise click.ClickException(
+            "this build has no node runtime (keyquorum.cluster.node is missing)"
+        ) from error
+    code: int = node.run(config)
+    sys.exit(code)
+
+
+@cli.command()
+@click.option(
+    "--nodes",
+    "node_count",
+    type=click.IntRange(1, 9),
+    default=3,
+    show_default=True,
+    help="How many nodes to run.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the CA, credentials, configs, data and logs; reused when it exists.",
+)
+@click.option(
+    "--base-port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_BASE_PORT,
+    show_default=True,
+    help="Node 1's KMIP port (node N gets base + N - 1) when free; 0: any free ports.",
+)
+@click.option(
+    "--timeout",
+    "start_timeout",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for every node to serve and a leader to be elected.",
+)
+def dev(node_count: int, directory: Path, base_port: int, start_timeout: float) -> None:
+    """Run a local cluster on 127.0.0.1 until Ctrl-C.
+
+    Writes DIR/cluster.json once every node serves. Running again with the same
+    folder brings the same cluster back, keys included.
+    """
+    options = DevOptions(
+        root=directory,
+        node_count=node_count,
+        base_port=base_port,
+        start_timeout_seconds=start_timeout,
+    )
+    try:
+        code = run_dev(options)
+    except DevError as error:
+        if error.exit_code == EXIT_USAGE:
+            raise BadInput(str(error)) from error
+        raise click.ClickException(str(error)) from error
+    except ConfigError as error:
+        raise BadInput(f"a node config under {directory}: {error}") from error
+    sys.exit(code)
+
+
 def main() -> None:
-    print("hello")
+    cli(prog_name="keyquorum")
+
+
+if __name__ == "__main__":
+    main()
