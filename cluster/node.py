@@ -1,0 +1,173 @@
+"""One keyquorum node: the key store, its Raft log, the KMIP listener, the admin API.
+
+``run`` wires the parts a config names and serves until SIGTERM or SIGINT, then
+stops them in the reverse order: first no new KMIP connections, then the API, then
+the Raft log (its journal is already durable; see cluster/raft.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import uuid
+
+from keyquorum.kmip.errors import KmipError
+from keyquorum.kmip.frontend import FrontendConfig, KmipFrontend
+from keyquorum.kmip.limits import Limits
+from keyquorum.kmip.service import KmipService
+from keyquorum.kmip.tables import ResultReason
+
+from .api import NodeHealth, create_api, serve_api
+from .config import NodeConfig
+from .raft import (
+    CommandRejectedError,
+    NoQuorumError,
+    RaftConfig,
+    ReplicatedLog,
+    ReplicationError,
+)
+from .state import Command, KeyStore, Outcome
+from .tls import server_context
+
+log = logging.getLogger("keyquorum.node")
+
+# How long a KMIP request waits for its write or read barrier to commit. vCenter
+# gives up on a KMS after 30 s by default; answering an error well before that lets
+# it try its next KMS address.
+COMMIT_TIMEOUT_SECONDS = 10.0
+
+
+class ClusterBackend:
+    """The store and the log as the KMIP handlers see them (kmip.operations.Backend)."""
+
+    def __init__(self, log_: ReplicatedLog, store: KeyStore) -> None:
+        self._log = log_
+        self._store = store
+
+    @property
+    def store(self) -> KeyStore:
+        return self._store
+
+    async def submit(self, command: Command) -> Outcome:
+        # A fresh id per request: the log retries with it, and the replicated
+        # request table makes those retries apply once (cluster/raft.py, hazard 6).
+        try:
+            result = await self._log.submit(command, uuid.uuid4().hex, COMMIT_TIMEOUT_SECONDS)
+        except CommandRejectedError as error:
+            log.error("command_crashed error=%s", error.error_type)
+            raise KmipError(ResultReason.GENERAL_FAILURE, "internal error") from None
+        except ReplicationError as error:
+            raise _unavailable(error) from None
+        return result  # type: ignore[return-value]
+
+    async def read_barrier(self) -> None:
+        try:
+            await self._log.read_barrier(COMMIT_TIMEOUT_SECONDS)
+        except ReplicationError as error:
+            raise _unavailable(error) from None
+
+
+def _unavailable(error: ReplicationError) -> KmipError:
+    what = "no quorum" if isinstance(error, NoQuorumError) else "commit timed out"
+    log.warning("request_unavailable cause=%s", type(error).__name__)
+    return KmipError(ResultReason.GENERAL_FAILURE,
+                     f"the cluster cannot commit right now ({what}); retry or use another node")
+
+
+def health(config: NodeConfig, replicated: ReplicatedLog) -> NodeHealth:
+    status = replicated.status()
+    return NodeHealth(
+        node_id=str(config.node.id),
+        role=status.role,
+        leader=status.leader_address,
+        term=status.term,
+        commit_index=status.commit_index,
+        applied_index=status.applied_index,
+        sealed=False,
+        has_quorum=status.has_quorum,
+    )
+
+
+def configure_logging(level: str) -> None:
+    # Fixed event names with key=value fields; one line per event.
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s",
+    )
+
+
+def run(config: NodeConfig) -> int:
+    """Serve until SIGTERM or SIGINT; the process's exit code."""
+    configure_logging(config.node.log_level)
+    try:
+        return asyncio.run(_serve(config))
+    except OSError as error:
+        log.error("node_failed error=%s detail=%s", type(error).__name__, error)
+        return 1
+
+
+async def _serve(config: NodeConfig) -> int:
+    # First the state and its log, so that the node catches up while it starts.
+    store = KeyStore()
+    replicated = ReplicatedLog(
+        RaftConfig(
+            self_address=str(config.raft.listen),
+            peer_addresses=tuple(str(peer) for peer in config.raft.peers),
+            data_dir=config.raft.data_dir,
+            password=config.raft.password,
+            tick_seconds=config.raft.tick_seconds,
+            election_timeout_min_seconds=config.raft.election_timeout_min_seconds,
+            election_timeout_max_seconds=config.raft.election_timeout_max_seconds,
+            log_compaction_min_entries=config.raft.compaction_min_entries,
+            log_compaction_min_seconds=config.raft.compaction_min_seconds,
+        ),
+        store,
+    )
+
+    # Then the KMIP listener and the admin API.
+    limits = Limits(max_message_size=config.kmip.max_message_size)
+    service = KmipService(ClusterBackend(replicated, store), limits)
+    frontend = KmipFrontend(
+        FrontendConfig(
+            host=config.kmip.listen.host,
+            port=config.kmip.listen.port,
+            idle_timeout=config.kmip.idle_timeout_seconds,
+            max_connections=config.kmip.max_connections,
+            limits=limits,
+        ),
+        server_context(config.tls.cert_file, config.tls.key_file, config.tls.ca_file,
+                       ciphers=config.kmip.ciphers),
+        service,
+    )
+    try:
+        await frontend.start()
+        api = await serve_api(
+            create_api(lambda: health(config, replicated)),
+            config.api.listen.host,
+            config.api.listen.port,
+            cert_file=config.api.cert_file,
+            key_file=config.api.key_file,
+        )
+    except BaseException:
+        replicated.close()
+        raise
+    log.info("node_started id=%s kmip=%s:%d api=%s:%d raft=%s", config.node.id,
+             config.kmip.listen.host, frontend.port, config.api.listen.host, api.port,
+             config.raft.listen)
+
+    # Serve until told to stop, then stop in reverse order.
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+
+    log.info("node_stopping id=%s", config.node.id)
+    await frontend.stop()
+    await api.stop()
+    replicated.close()
+    log.info("node_stopped id=%s", config.node.id)
+    return 0

@@ -1,0 +1,449 @@
+"""The replicated key store: the state machine every node applies the log to.
+
+Theory of operation
+-------------------
+A write reaches this module as a command: a frozen dataclass that holds every value
+the write needs, drawn by the node that received the request (the unique
+identifier, the key bytes, the time). Every node applies the same commands in the
+same order and so holds the same objects. For that, ``apply``:
+
+- is deterministic: it reads no clock, draws no randomness and does no I/O;
+- checks every precondition (the object exists in that scope, the state machine of
+  KMIP 1.4 section 3.22 allows the transition, the attribute may change) against
+  the state it sees *before* it changes anything, so two racing commands cannot
+  both win and a refused command leaves no trace;
+- never raises: a refusal is returned as ``Rejected`` with the Result Reason the
+  client will get.
+
+Objects are immutable: apply replaces an object with a changed copy under a lock,
+so a reader on the front end's thread always sees a whole object, old or new.
+
+Commands and stored objects are pickled into the Raft journal and snapshots: their
+class and field names are on disk. Add fields with defaults; never rename.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import NewType
+
+from keyquorum.kmip.objects import UniqueIdentifier
+from keyquorum.kmip.tables import ObjectType, ResultReason, RevocationReasonCode, State, Tag
+from keyquorum.kmip.ttlv import Item, ItemType
+
+ScopeName = NewType("ScopeName", str)
+
+
+
+# The scope of credentials that belong to no tenant (the dev cluster's client).
+DEFAULT_SCOPE = ScopeName("default")
+
+
+@dataclass(frozen=True)
+class StoredAttribute:
+    """One attribute instance, in KMIP 1.x terms: its name and its value item.
+
+    The value keeps the item as it travels in an Attribute Value (tag 0x42000B), so
+    1.x and 2.x responses are both made from it; indexes are the order of the
+    instances that share a name.
+    """
+
+    name: str
+    value: Item
+
+
+@dataclass(frozen=True)
+class ManagedObject:
+    scope: ScopeName
+    uid: UniqueIdentifier
+    object_type: ObjectType
+    state: State
+    attributes: tuple[StoredAttribute, ...]
+    # The TTLV encoding of the object's value (a Key Block, Secret Data, ...);
+    # None once the object is destroyed: its attributes outlive it.
+    material: bytes | None
+
+    def values(self, name: str) -> list[Item]:
+        return [attribute.value for attribute in self.attributes if attribute.name == name]
+
+    def first(self, name: str) -> Item | None:
+        for attribute in self.attributes:
+            if attribute.name == name:
+                return attribute.value
+        return None
+
+
+# Commands. Each names the scope and object it acts on and carries `now`, the POSIX
+# time the receiving node read, so that every node stamps the same dates.
+
+
+@dataclass(frozen=True)
+class CreateObject:
+    scope: ScopeName
+    uid: UniqueIdentifier
+    object_type: ObjectType
+    attributes: tuple[StoredAttribute, ...]
+    material: bytes
+    now: int
+
+
+@dataclass(frozen=True)
+class AddAttribute:
+    scope: ScopeName
+    uid: UniqueIdentifier
+    attribute: StoredAttribute
+    now: int
+
+
+@dataclass(frozen=True)
+class ModifyAttribute:
+    scope: ScopeName
+    uid: UniqueIdentifier
+    name: str
+    index: int
+    value: Item
+    now: int
+
+
+@dataclass(frozen=True)
+class DeleteAttribute:
+    scope: ScopeName
+    uid: UniqueIdentifier
+    name: str
+    index: int
+    now: int
+
+
+@dataclass(frozen=True)
+class Activate:
+    scope: ScopeName
+    uid: UniqueIdentifier
+    now: int
+
+
+@dataclass(frozen=True)
+class Revoke:
+    scope: ScopeName
+    uid: UniqueIdentifier
+    reason: RevocationReasonCode
+    message: str | None
+    compromise_occurrence_date: int | None
+    now: int
+
+
+@dataclass(frozen=True)
+class Destroy:
+    scope: ScopeName
+    uid: UniqueIdentifier
+    now: int
+
+
+@dataclass(frozen=True)
+class NoOp:
+    """Changes nothing; the read barrier commits one to learn the commit index."""
+
+
+Command = (
+    CreateObject
+    | AddAttribute
+    | ModifyAttribute
+    | DeleteAttribute
+    | Activate
+    | Revoke
+    | Destroy
+    | NoOp
+)
+
+
+@dataclass(frozen=True)
+class Applied:
+    uid: UniqueIdentifier | None = None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A command the state refused; the reason is what the client receives."""
+
+    reason: ResultReason
+    message: str
+
+
+Outcome = Applied | Rejected
+
+
+def attribute_value(item_type: ItemType, value: object) -> Item:
+    """An Attribute Value item, the form attributes are stored in."""
+    return Item(Tag.ATTRIBUTE_VALUE, item_type, value)
+
+
+def date_value(seconds: int) -> Item:
+    return attribute_value(ItemType.DATE_TIME, seconds)
+
+
+def enum_value(value: int) -> Item:
+    return attribute_value(ItemType.ENUMERATION, int(value))
+
+
+# Attributes a client may never set, change or delete: the server owns them
+# (KMIP 1.4 section 3, the "Modifiable by client" rows).
+SERVER_OWNED = frozenset(
+    {
+        "Unique Identifier",
+        "Object Type",
+        "State",
+        "Initial Date",
+        "Activation Date",
+        "Deactivation Date",
+        "Destroy Date",
+        "Compromise Date",
+        "Compromise Occurrence Date",
+        "Revocation Reason",
+        "Last Change Date",
+        "Digest",
+        "Cryptographic Algorithm",
+        "Cryptographic Length",
+        "Original Creation Date",
+        "Fresh",
+        "Key Value Present",
+    }
+)
+
+# Attributes that hold at most one instance (KMIP 1.4 section 3, "Multiple instances
+# permitted: No"). The others (Name, Link, Object Group, x-...) may repeat.
+SINGLE_VALUED = SERVER_OWNED | frozenset(
+    {
+        "Cryptographic Usage Mask",
+        "Cryptographic Parameters",
+        "Contact Information",
+        "Process Start Date",
+        "Protect Stop Date",
+        "Lease Time",
+        "Sensitive",
+        "Extractable",
+        "Description",
+        "Comment",
+    }
+)
+
+_COMPROMISE_REASONS = (
+    RevocationReasonCode.KEY_COMPROMISE,
+    RevocationReasonCode.CA_COMPROMISE,
+)
+
+
+class KeyStore:
+    """The state machine: managed objects by scope and unique identifier."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._objects: dict[tuple[ScopeName, UniqueIdentifier], ManagedObject] = {}
+
+    # Reads, from the front end's thread.
+
+    def get(self, scope: ScopeName, uid: str) -> ManagedObject | None:
+        with self._lock:
+            return self._objects.get((scope, UniqueIdentifier(uid)))
+
+    def objects(self, scope: ScopeName) -> list[ManagedObject]:
+        with self._lock:
+            return [obj for (owner, _), obj in self._objects.items() if owner == scope]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._objects)
+
+    def __iter__(self) -> Iterator[ManagedObject]:
+        with self._lock:
+            return iter(list(self._objects.values()))
+
+    # The state machine contract (cluster/raft.py calls these on its thread).
+
+    def apply(self, command: object) -> Outcome:
+        with self._lock:
+            if isinstance(command, CreateObject):
+                return self._create(command)
+            if isinstance(command, NoOp):
+                return Applied()
+            if not isinstance(command, AddAttribute | ModifyAttribute | DeleteAttribute
+                              | Activate | Revoke | Destroy):
+                return Rejected(ResultReason.GENERAL_FAILURE, "unknown command")
+
+            obj = self._objects.get((command.scope, command.uid))
+            if obj is None:
+                return Rejected(ResultReason.OBJECT_NOT_FOUND, "no object with that identifier")
+            outcome = _change(obj, command)
+            if isinstance(outcome, Rejected):
+                return outcome
+            self._objects[(obj.scope, obj.uid)] = outcome
+            return Applied(obj.uid)
+
+    def snapshot(self) -> bytes:
+        with self._lock:
+            return pickle.dumps(self._objects, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, data: bytes) -> None:
+        objects = pickle.loads(data)
+        with self._lock:
+            self._objects = objects
+
+    def _create(self, command: CreateObject) -> Outcome:
+        key = (command.scope, command.uid)
+        if key in self._objects:
+            return Rejected(ResultReason.OBJECT_ALREADY_EXISTS, "identifier already in use")
+
+        # An Activation Date in the past or now makes the object Active at once
+        # (KMIP 1.4 section 3.24); otherwise it starts Pre-Active.
+        state = State.PRE_ACTIVE
+        for attribute in command.attributes:
+            if attribute.name == "Activation Date" and attribute.value.value <= command.now:
+                state = State.ACTIVE
+
+        server_set = [
+            StoredAttribute("Unique Identifier",
+                            attribute_value(ItemType.TEXT_STRING, command.uid)),
+            StoredAttribute("Object Type", enum_value(command.object_type)),
+            StoredAttribute("State", enum_value(state)),
+            StoredAttribute("Initial Date", date_value(command.now)),
+            StoredAttribute("Last Change Date", date_value(command.now)),
+        ]
+        owned = {attribute.name for attribute in server_set}
+        client_set = [a for a in command.attributes if a.name not in owned]
+        self._objects[key] = ManagedObject(
+            scope=command.scope,
+            uid=command.uid,
+            object_type=command.object_type,
+            state=state,
+            attributes=tuple(server_set + client_set),
+            material=command.material,
+        )
+        return Applied(command.uid)
+
+
+def _change(obj: ManagedObject, command: object) -> ManagedObject | Rejected:
+    """The object as the command leaves it, or why the command is refused."""
+    if isinstance(command, AddAttribute):
+        return _add_attribute(obj, command)
+    if isinstance(command, ModifyAttribute):
+        return _modify_attribute(obj, command)
+    if isinstance(command, DeleteAttribute):
+        return _delete_attribute(obj, command)
+    if isinstance(command, Activate):
+        return _activate(obj, command)
+    if isinstance(command, Revoke):
+        return _revoke(obj, command)
+    if isinstance(command, Destroy):
+        return _destroy(obj, command)
+    return Rejected(ResultReason.GENERAL_FAILURE, "unknown command")
+
+
+def _add_attribute(obj: ManagedObject, command: AddAttribute) -> ManagedObject | Rejected:
+    name = command.attribute.name
+    if name in SERVER_OWNED:
+        return Rejected(ResultReason.ATTRIBUTE_READ_ONLY, f"{name} is set by the server")
+    if name in SINGLE_VALUED and obj.first(name) is not None:
+        return Rejected(ResultReason.ATTRIBUTE_SINGLE_VALUED, f"{name} already has a value")
+    if name == "Name" and command.attribute.value in obj.values("Name"):
+        return Rejected(ResultReason.NON_UNIQUE_NAME_ATTRIBUTE, "the object has that name")
+    return _touched(obj, command.now, attributes=obj.attributes + (command.attribute,))
+
+
+def _modify_attribute(obj: ManagedObject, command: ModifyAttribute) -> ManagedObject | Rejected:
+    if command.name in SERVER_OWNED:
+        return Rejected(ResultReason.ATTRIBUTE_READ_ONLY, f"{command.name} is set by the server")
+    position = _position(obj, command.name, command.index)
+    if position is None:
+        return Rejected(ResultReason.ATTRIBUTE_NOT_FOUND,
+                        f"no {command.name} attribute at index {command.index}")
+    attributes = list(obj.attributes)
+    attributes[position] = StoredAttribute(command.name, command.value)
+    return _touched(obj, command.now, attributes=tuple(attributes))
+
+
+def _delete_attribute(obj: ManagedObject, command: DeleteAttribute) -> ManagedObject | Rejected:
+    if command.name in SERVER_OWNED:
+        return Rejected(ResultReason.ATTRIBUTE_READ_ONLY, f"{command.name} is set by the server")
+    position = _position(obj, command.name, command.index)
+    if position is None:
+        return Rejected(ResultReason.ATTRIBUTE_NOT_FOUND,
+                        f"no {command.name} attribute at index {command.index}")
+    attributes = obj.attributes[:position] + obj.attributes[position + 1:]
+    return _touched(obj, command.now, attributes=attributes)
+
+
+def _activate(obj: ManagedObject, command: Activate) -> ManagedObject | Rejected:
+    if obj.state != State.PRE_ACTIVE:
+        return _wrong_state(obj, "activated")
+    changed = _with(obj, "Activation Date", date_value(command.now))
+    return _touched(changed, command.now, state=State.ACTIVE)
+
+
+def _revoke(obj: ManagedObject, command: Revoke) -> ManagedObject | Rejected:
+    reason = [Item(Tag.REVOCATION_REASON_CODE, ItemType.ENUMERATION, int(command.reason))]
+    if command.message is not None:
+        reason.append(Item(Tag.REVOCATION_MESSAGE, ItemType.TEXT_STRING, command.message))
+    changed = _with(obj, "Revocation Reason", attribute_value(ItemType.STRUCTURE, reason))
+
+    # A compromise moves any state but Destroyed Compromised to a compromised
+    # state; any other reason deactivates a live object (KMIP 1.4 section 4.20).
+    if command.reason in _COMPROMISE_REASONS:
+        if obj.state == State.DESTROYED_COMPROMISED:
+            return _wrong_state(obj, "revoked")
+        occurred = command.compromise_occurrence_date
+        changed = _with(changed, "Compromise Date", date_value(command.now))
+        changed = _with(changed, "Compromise Occurrence Date",
+                        date_value(command.now if occurred is None else occurred))
+        destroyed = obj.state == State.DESTROYED
+        state = State.DESTROYED_COMPROMISED if destroyed else State.COMPROMISED
+        return _touched(changed, command.now, state=state)
+
+    if obj.state not in (State.PRE_ACTIVE, State.ACTIVE):
+        return _wrong_state(obj, "revoked")
+    changed = _with(changed, "Deactivation Date", date_value(command.now))
+    return _touched(changed, command.now, state=State.DEACTIVATED)
+
+
+def _destroy(obj: ManagedObject, command: Destroy) -> ManagedObject | Rejected:
+    # An Active object must be revoked first (KMIP 1.4 section 4.21).
+    if obj.state == State.COMPROMISED:
+        state = State.DESTROYED_COMPROMISED
+    elif obj.state in (State.PRE_ACTIVE, State.DEACTIVATED):
+        state = State.DESTROYED
+    else:
+        return _wrong_state(obj, "destroyed")
+    changed = _with(obj, "Destroy Date", date_value(command.now))
+    return _touched(changed, command.now, state=state, material=None)
+
+
+def _wrong_state(obj: ManagedObject, verb: str) -> Rejected:
+    return Rejected(
+        ResultReason.WRONG_KEY_LIFECYCLE_STATE,
+        f"an object in state {obj.state.name} cannot be {verb}",
+    )
+
+
+def _position(obj: ManagedObject, name: str, index: int) -> int | None:
+    seen = 0
+    for position, attribute in enumerate(obj.attributes):
+        if attribute.name == name:
+            if seen == index:
+                return position
+            seen += 1
+    return None
+
+
+def _with(obj: ManagedObject, name: str, value: Item) -> ManagedObject:
+    """The object with the single-valued attribute ``name`` set to ``value``."""
+    kept = tuple(attribute for attribute in obj.attributes if attribute.name != name)
+    return replace(obj, attributes=kept + (StoredAttribute(name, value),))
+
+
+def _touched(obj: ManagedObject, now: int, **changes: object) -> ManagedObject:
+    """Apply ``changes`` and stamp Last Change Date and State to match."""
+    changed = replace(obj, **changes)  # type: ignore[arg-type]
+    changed = _with(changed, "Last Change Date", date_value(now))
+    if changed.state != obj.state:
+        changed = _with(changed, "State", enum_value(changed.state))
+    return changed

@@ -1,0 +1,56 @@
+"""Operation handlers, one per KMIP operation this server implements.
+
+Each handler is ``async def handler(ctx: Context, payload) -> response payload``;
+``HANDLERS`` maps the Operation to it. An operation missing here is answered with
+Operation Not Supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..tables import Operation
+from .attribute_ops import (
+    add_attribute,
+    delete_attribute,
+    get_attribute_list,
+    get_attributes,
+    modify_attribute,
+)
+from .context import Backend, Context
+from .object_ops import activate, create, destroy, get, locate, register, revoke
+from .server_ops import SUPPORTED_VERSIONS, discover_versions, query
+
+Handler = Callable[[Context, Any], Awaitable[Any]]
+
+HANDLERS: dict[Operation, Handler] = {
+    Operation.DISCOVER_VERSIONS: discover_versions,
+    Operation.QUERY: query,
+    Operation.CREATE: create,
+    Operation.REGISTER: register,
+    Operation.GET: get,
+    Operation.GET_ATTRIBUTES: get_attributes,
+    Operation.GET_ATTRIBUTE_LIST: get_attribute_list,
+    Operation.ADD_ATTRIBUTE: add_attribute,
+    Operation.MODIFY_ATTRIBUTE: modify_attribute,
+    Operation.DELETE_ATTRIBUTE: delete_attribute,
+    Operation.ACTIVATE: activate,
+    Operation.REVOKE: revoke,
+    Operation.DESTROY: destroy,
+    Operation.LOCATE: locate,
+}
+
+# Operations that change state: the ones an Undo batch would have to roll back.
+WRITES = frozenset({
+    Operation.CREATE,
+    Operation.REGISTER,
+    Operation.ADD_ATTRIBUTE,
+    Operation.MODIFY_ATTRIBUTE,
+    Operation.DELETE_ATTRIBUTE,
+    Operation.ACTIVATE,
+    Operation.REVOKE,
+    Operation.DESTROY,
+})
+
+__all__ = ["HANDLERS", "SUPPORTED_VERSIONS", "WRITES", "Backend", "Context", "Handler"]

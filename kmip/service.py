@@ -1,0 +1,234 @@
+"""One request message in, one response message out: batches, versions, errors.
+
+The front end hands this module whole frames; it decodes them, runs each batch item
+through its operation handler in order, and encodes the answer. Batch semantics
+follow KMIP 1.4 section 6 and 2.1 section 8:
+
+- every response item echoes the Operation and the Unique Batch Item ID;
+- Batch Error Continuation Option: Stop (the default) answers up to the first
+  failed item, Continue runs every item; Undo is refused for a batch that writes,
+  since committed Raft entries cannot be rolled back;
+- items run in order, so Batch Order Option is always honoured;
+- the ID Placeholder carries an identifier from one item to the next.
+
+A 1.x client only ever receives Result Reasons its version defines: handlers speak
+2.x's finer reasons and ``reason_for`` folds them onto 1.x's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from keyquorum.cluster.state import DEFAULT_SCOPE, ScopeName
+
+from .errors import KmipError, invalid_message
+from .frontend import ClientIdentity
+from .limits import DEFAULT_LIMITS, Limits
+from .messages import (
+    RequestBatchItem,
+    RequestMessage,
+    ResponseBatchItem,
+    ResponseHeader,
+    ResponseMessage,
+    decode_message,
+    encode_message,
+)
+from .operations import HANDLERS, SUPPORTED_VERSIONS, WRITES, Backend, Context
+from .payloads import ProtocolVersion, UnknownPayload
+from .tables import (
+    VALUE_SINCE,
+    BatchErrorContinuationOption,
+    Operation,
+    ResultReason,
+    ResultStatus,
+)
+
+log = logging.getLogger("keyquorum.kmip")
+
+# 2.x reasons and the 1.x reason a 1.x client gets instead (KMIP 1.4 has 0x01-0x18).
+_V1_REASONS = {
+    ResultReason.OBJECT_NOT_FOUND: ResultReason.ITEM_NOT_FOUND,
+    ResultReason.OBJECT_DESTROYED: ResultReason.ITEM_NOT_FOUND,
+    ResultReason.ATTRIBUTE_NOT_FOUND: ResultReason.ITEM_NOT_FOUND,
+    ResultReason.ATTRIBUTE_INSTANCE_NOT_FOUND: ResultReason.ITEM_NOT_FOUND,
+    ResultReason.WRONG_KEY_LIFECYCLE_STATE: ResultReason.PERMISSION_DENIED,
+    ResultReason.ATTRIBUTE_READ_ONLY: ResultReason.PERMISSION_DENIED,
+    ResultReason.READ_ONLY_ATTRIBUTE: ResultReason.PERMISSION_DENIED,
+    ResultReason.NOT_AUTHORISED: ResultReason.PERMISSION_DENIED,
+    ResultReason.ATTRIBUTE_SINGLE_VALUED: ResultReason.INDEX_OUT_OF_BOUNDS,
+    ResultReason.MULTI_VALUED_ATTRIBUTE: ResultReason.INDEX_OUT_OF_BOUNDS,
+    ResultReason.NON_UNIQUE_NAME_ATTRIBUTE: ResultReason.ILLEGAL_OPERATION,
+    ResultReason.INVALID_OBJECT_TYPE: ResultReason.INVALID_FIELD,
+    ResultReason.ILLEGAL_OBJECT_TYPE: ResultReason.INVALID_FIELD,
+    ResultReason.UNSUPPORTED_ATTRIBUTE: ResultReason.INVALID_FIELD,
+    ResultReason.INVALID_ATTRIBUTE: ResultReason.INVALID_FIELD,
+    ResultReason.INVALID_ATTRIBUTE_VALUE: ResultReason.INVALID_FIELD,
+    ResultReason.UNSUPPORTED_PROTOCOL_VERSION: ResultReason.INVALID_MESSAGE,
+}
+
+
+def reason_for(version: tuple[int, int], reason: ResultReason) -> ResultReason:
+    """The reason a client of ``version`` receives for ``reason``."""
+    if version[0] >= 2 or VALUE_SINCE[ResultReason].get(int(reason), (1, 0)) <= version:
+        return reason
+    return _V1_REASONS.get(reason, ResultReason.GENERAL_FAILURE)
+
+
+def negotiated(requested: tuple[int, int]) -> tuple[int, int] | None:
+    """The version to answer in: the request's, or the newest of ours below it."""
+    candidates = [v for v in SUPPORTED_VERSIONS if v[0] == requested[0] and v <= requested]
+    return max(candidates) if candidates else None
+
+
+def _scope_of_everyone(_: ClientIdentity) -> ScopeName:
+    return DEFAULT_SCOPE
+
+
+class KmipService:
+    """The front end's request handler: frames in, frames out."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        limits: Limits = DEFAULT_LIMITS,
+        scope_of: Callable[[ClientIdentity], ScopeName] = _scope_of_everyone,
+    ) -> None:
+        self._backend = backend
+        self._limits = limits
+        self._scope_of = scope_of
+
+    async def handle(self, frame: bytes, client: ClientIdentity) -> bytes:
+        try:
+            message = decode_message(frame, self._limits)
+            if not isinstance(message, RequestMessage):
+                raise invalid_message("expected a Request Message")
+        except KmipError as error:
+            log.info("request_refused peer=%s reason=%s", client.address, error.reason.name)
+            return self.error_response(error)
+
+        response = await self.process(message, client)
+        data = encode_message(response)
+        limit = message.header.maximum_response_size
+        if limit is not None and len(data) > limit:
+            data = encode_message(_too_large(response, len(data), limit))
+        return data
+
+    def error_response(self, error: KmipError) -> bytes:
+        """The answer to a message that could not be decoded at all."""
+        # The request's version is unknown; 1.0 is the one every client reads.
+        item = _failure(None, None, (1, 0), error)
+        return encode_message(_response((1, 0), (item,)))
+
+    async def process(self, message: RequestMessage, client: ClientIdentity) -> ResponseMessage:
+        header = message.header
+        requested = (header.protocol_version.major, header.protocol_version.minor)
+        version = negotiated(requested)
+        items = message.batch_items
+
+        # First, refuse what no item of the message can be run under.
+        refusal: KmipError | None = None
+        if version is None:
+            version = (1, 0) if requested[0] < 2 else SUPPORTED_VERSIONS[0]
+            refusal = KmipError(ResultReason.UNSUPPORTED_PROTOCOL_VERSION,
+                                f"protocol version {requested[0]}.{requested[1]} is not supported")
+        elif header.batch_count != len(items) or not items:
+            refusal = invalid_message(
+                f"Batch Count is {header.batch_count} but the message holds {len(items)} items")
+        option = header.batch_error_continuation_option or BatchErrorContinuationOption.STOP
+        if option == BatchErrorContinuationOption.UNDO and len(items) > 1 and any(
+            item.operation in WRITES for item in items
+        ):
+            refusal = KmipError(ResultReason.FEATURE_NOT_SUPPORTED,
+                                "Undo is not supported for a batch that writes: use Stop")
+        if refusal is not None:
+            failed = tuple(_failure(i.operation, i.unique_batch_item_id, version, refusal)
+                           for i in items) or (_failure(None, None, version, refusal),)
+            return _response(version, failed)
+
+        # Then run the items in order, sharing one context for the ID Placeholder.
+        ctx = Context(self._backend, self._scope_of(client), version)
+        answered: list[ResponseBatchItem] = []
+        for item in items:
+            answer = await self._run(ctx, item, client)
+            answered.append(answer)
+            failed_item = answer.result_status != ResultStatus.SUCCESS
+            if failed_item and option != BatchErrorContinuationOption.CONTINUE:
+                break
+        return _response(version, tuple(answered), header.client_correlation_value)
+
+    async def _run(
+        self, ctx: Context, item: RequestBatchItem, client: ClientIdentity
+    ) -> ResponseBatchItem:
+        started = time.perf_counter()
+        operation = item.operation
+        handler = HANDLERS.get(operation)  # type: ignore[call-overload]
+        try:
+            if handler is None or isinstance(item.payload, UnknownPayload):
+                raise KmipError(ResultReason.OPERATION_NOT_SUPPORTED,
+                                f"operation {operation} is not supported")
+            if item.payload is None:
+                raise KmipError(ResultReason.INVALID_FIELD, "the batch item has no payload")
+            payload = await handler(ctx, item.payload)
+        except KmipError as error:
+            log.debug("operation_failed peer=%s operation=%s reason=%s",
+                      client.address, _name(operation), error.reason.name)
+            return _failure(operation, item.unique_batch_item_id, ctx.version, error)
+        except Exception as error:  # a bug: the client gets a failure, never a traceback
+            log.exception("operation_crashed operation=%s error=%s",
+                          _name(operation), type(error).__name__)
+            crash = KmipError(ResultReason.GENERAL_FAILURE, "internal error")
+            return _failure(operation, item.unique_batch_item_id, ctx.version, crash)
+
+        log.debug("operation_done peer=%s operation=%s ms=%.2f", client.address,
+                  _name(operation), (time.perf_counter() - started) * 1000)
+        return ResponseBatchItem(
+            operation=operation,
+            unique_batch_item_id=item.unique_batch_item_id,
+            result_status=ResultStatus.SUCCESS,
+            payload=payload,
+        )
+
+
+def _name(operation: object) -> str:
+    return operation.name if isinstance(operation, Operation) else str(operation)
+
+
+def _failure(
+    operation: Operation | int | None,
+    batch_id: bytes | None,
+    version: tuple[int, int],
+    error: KmipError,
+) -> ResponseBatchItem:
+    return ResponseBatchItem(
+        operation=operation,
+        unique_batch_item_id=batch_id,
+        result_status=error.status,
+        result_reason=reason_for(version, error.reason),
+        result_message=error.message,
+    )
+
+
+def _response(
+    version: tuple[int, int],
+    items: tuple[ResponseBatchItem, ...],
+    client_correlation_value: str | None = None,
+) -> ResponseMessage:
+    header = ResponseHeader(
+        protocol_version=ProtocolVersion(major=version[0], minor=version[1]),
+        time_stamp=datetime.fromtimestamp(int(time.time()), UTC),
+        client_correlation_value=client_correlation_value if version >= (1, 4) else None,
+        batch_count=len(items),
+    )
+    return ResponseMessage(header=header, batch_items=items)
+
+
+def _too_large(response: ResponseMessage, size: int, limit: int) -> ResponseMessage:
+    version = (response.header.protocol_version.major, response.header.protocol_version.minor)
+    error = KmipError(ResultReason.RESPONSE_TOO_LARGE,
+                      f"the response of {size} bytes exceeds Maximum Response Size {limit}")
+    items = tuple(_failure(i.operation, i.unique_batch_item_id, version, error)
+                  for i in response.batch_items)
+    return ResponseMessage(header=response.header, batch_items=items)
