@@ -12,16 +12,18 @@ One ``_Connection`` protocol object lives from TCP accept to close, in three pha
 1. Accepted. The plain TCP transport is paused at once so that no byte of the
    ClientHello is mistaken for a request. Over ``max_connections`` the socket is
    closed here, before any TLS work is spent on it.
-2. Handshake. A short task runs ``loop.start_tls``, which we drive ourselves rather
+2. Handshake. The connection's task runs ``loop.start_tls``, driven by us rather
    than passing ``ssl=`` to ``create_server``, so that the limit above can be applied
    before the handshake and handshake failures reach our log instead of asyncio's.
    The verified peer certificate becomes a ``ClientIdentity``; a revoked serial is
    aborted without reading a byte.
-3. Open. Decrypted bytes feed the ``FrameReader``; whole frames queue up and one
-   worker task per connection answers them strictly in order, writing each response
-   before it starts the next request. A frame the reader refuses (oversized header,
-   not KMIP) queues an error after the frames before it, so the client gets every
-   earlier answer, then the error response, then the close.
+3. Open. Decrypted bytes feed the ``FrameReader``; whole frames queue up and the
+   connection's task, the same one that ran the handshake, answers them strictly in
+   order, writing each response before it starts the next request. One task for the
+   connection's life, woken by a future, costs less than a task per request. A
+   frame the reader refuses (oversized header, not KMIP) queues an error after the
+   frames before it, so the client gets every earlier answer, then the error
+   response, then the close.
 
 Memory per connection is bounded: frames are cut from the reader only while fewer
 than ``max_pipelined`` wait behind the one in flight, and reading pauses while the
@@ -285,12 +287,17 @@ class _Connection(asyncio.Protocol):
         self._identity: ClientIdentity | None = None
         self.address = "unknown"
 
+        # One task per connection does the handshake, then answers requests; it
+        # sleeps on _wakeup while the queue is empty, and on _writable while the
+        # client is not reading.
+        self._task: asyncio.Task[None] | None = None
         self._queue: deque[bytes | KmipError] = deque()
-        self._handshake: asyncio.Task[None] | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self._reading_paused = False
+        self._wakeup: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
+        self._busy = False
+        self._reading_paused = False
         self._refusing_input = False
+        self._stopping = False
         self._admitted = False
         self._closed = False
         self._close_reason: str | None = None
@@ -314,11 +321,10 @@ class _Connection(asyncio.Protocol):
             return
         self._admitted = True
         self._raw = transport
-        self._handshake = self._loop.create_task(self._start_tls(transport))
+        self._task = self._loop.create_task(self._run(transport))
 
-    # Phase 2: handshake.
-
-    async def _start_tls(self, raw: asyncio.Transport) -> None:
+    async def _run(self, raw: asyncio.Transport) -> None:
+        # Phase 2: the handshake.
         try:
             transport = await self._loop.start_tls(
                 raw,
@@ -339,14 +345,25 @@ class _Connection(asyncio.Protocol):
             raw.abort()
             self._finish("handshake_failed")
             return
-        finally:
-            self._handshake = None
         if transport is None or transport.is_closing():
             self._finish("closed_during_handshake")
             return
-        self._open(transport)
 
-    def _open(self, transport: asyncio.Transport) -> None:
+        # Phase 3: open, until the client leaves or we close.
+        if self._open(transport):
+            try:
+                await self._serve(transport)
+            except Exception as error:
+                # error_response itself failed, or the transport broke under us.
+                log.error(
+                    "connection_failed peer=%s error=%s.%s",
+                    self.address,
+                    type(error).__module__,
+                    type(error).__qualname__,
+                )
+                self.abort("internal_error")
+
+    def _open(self, transport: asyncio.Transport) -> bool:
         self._transport = transport
         frontend = self._frontend
 
@@ -368,7 +385,7 @@ class _Connection(asyncio.Protocol):
                 type(error).__name__,
             )
             self.abort("identity_failed")
-            return
+            return False
         if is_revoked:
             frontend.refused += 1
             log.info(
@@ -377,9 +394,9 @@ class _Connection(asyncio.Protocol):
                 identity.certificate_serial,
             )
             self.abort("revoked")
-            return
+            return False
 
-        # Admitted: serve whatever arrived with the handshake, and start the idle clock.
+        # Admitted: take whatever arrived with the handshake, start the idle clock.
         self._identity = identity
         frontend.accepted += 1
         log.debug(
@@ -391,8 +408,68 @@ class _Connection(asyncio.Protocol):
         self._last_activity = self._loop.time()
         self._idle_timer = self._loop.call_later(self._config.idle_timeout, self._check_idle)
         self._take_frames()
+        return True
 
-    # Phase 3: open.
+    async def _serve(self, transport: asyncio.Transport) -> None:
+        """Answer queued requests one at a time, in order, until the connection ends."""
+        assert self._identity is not None
+        identity = self._identity
+        queue = self._queue
+        frontend = self._frontend
+        handler = frontend._handler
+
+        while not transport.is_closing():
+            # Sleep until a frame arrives, or the connection ends, or stop() asks.
+            if not queue:
+                if self._stopping:
+                    self.close("stopped")
+                    return
+                self._wakeup = self._loop.create_future()
+                await self._wakeup
+                self._wakeup = None
+                continue
+            item = queue.popleft()
+
+            # A frame the reader refused: answer it once and close.
+            if isinstance(item, KmipError):
+                self._send_error_and_close(item)
+                return
+
+            # Room in the queue again: refill it from the reader, and read on.
+            if self._reading_paused and not self._refusing_input:
+                self._take_frames()
+
+            # Then answer the request; the response waits for nothing else.
+            self._busy = True
+            try:
+                response = await handler.handle(item, identity)
+            except KmipError as error:
+                log.info("request_refused peer=%s reason=%s", self.address, error.reason.name)
+                response = handler.error_response(error)
+            except Exception as error:
+                frontend.request_failures += 1
+                log.error(
+                    "request_failed peer=%s error=%s.%s",
+                    self.address,
+                    type(error).__module__,
+                    type(error).__qualname__,
+                )
+                response = handler.error_response(
+                    KmipError(ResultReason.GENERAL_FAILURE, "internal error")
+                )
+            finally:
+                self._busy = False
+            self._requests += 1
+            frontend.requests += 1
+            self._last_activity = self._loop.time()
+
+            # A client that left mid-request gets nothing; the handler has finished,
+            # so whatever it committed stays committed.
+            if transport.is_closing():
+                return
+            transport.write(response)
+            if self._writable is not None:
+                await self._writable
 
     def data_received(self, data: bytes) -> None:
         # Bytes can arrive with the end of the handshake, before _open has run: they
@@ -434,71 +511,12 @@ class _Connection(asyncio.Protocol):
                 self._pause_reading()
             else:
                 self._resume_reading()
-        if queue and self._worker is None:
-            self._worker = self._loop.create_task(self._serve())
+        if queue:
+            self._wake()
 
-    async def _serve(self) -> None:
-        """Answer queued requests one at a time, in order; ends when the queue is empty."""
-        assert self._identity is not None and self._transport is not None
-        identity = self._identity
-        transport = self._transport
-        queue = self._queue
-        frontend = self._frontend
-        handler = frontend._handler
-        try:
-            while queue and not transport.is_closing():
-                item = queue.popleft()
-
-                # A frame the reader refused: answer it once and close.
-                if isinstance(item, KmipError):
-                    self._send_error_and_close(item)
-                    return
-
-                # Room in the queue again: refill it from the reader, and read on.
-                if self._reading_paused and not self._refusing_input:
-                    self._take_frames()
-
-                # Then answer the request; the response waits for nothing else.
-                try:
-                    response = await handler.handle(item, identity)
-                except KmipError as error:
-                    log.info("request_refused peer=%s reason=%s", self.address, error.reason.name)
-                    response = handler.error_response(error)
-                except Exception as error:
-                    frontend.request_failures += 1
-                    log.error(
-                        "request_failed peer=%s error=%s.%s",
-                        self.address,
-                        type(error).__module__,
-                        type(error).__qualname__,
-                    )
-                    response = handler.error_response(
-                        KmipError(ResultReason.GENERAL_FAILURE, "internal error")
-                    )
-                self._requests += 1
-                frontend.requests += 1
-                self._last_activity = self._loop.time()
-
-                # A client that left mid-request gets nothing; the handler has finished,
-                # so whatever it committed stays committed.
-                if transport.is_closing():
-                    return
-                transport.write(response)
-                if self._writable is not None:
-                    await self._writable
-        except Exception as error:
-            # error_response itself failed, or the transport broke under us.
-            log.error(
-                "connection_failed peer=%s error=%s.%s",
-                self.address,
-                type(error).__module__,
-                type(error).__qualname__,
-            )
-            self.abort("internal_error")
-        finally:
-            self._worker = None
-            if self._close_reason == "stopping" and not transport.is_closing():
-                self.close("stopped")
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     def _send_error_and_close(self, error: KmipError) -> None:
         try:
@@ -523,7 +541,7 @@ class _Connection(asyncio.Protocol):
 
         # A request being answered is not idleness, however slow the answer.
         timeout = self._config.idle_timeout
-        if self._worker is not None:
+        if self._busy or self._queue:
             self._idle_timer = self._loop.call_later(timeout, self._check_idle)
             return
         remaining = self._last_activity + timeout - self._loop.time()
@@ -564,10 +582,10 @@ class _Connection(asyncio.Protocol):
         self._refusing_input = True
         self._pause_reading()
         self._queue.clear()
-        if self._worker is None:
+        self._stopping = True
+        if not self._busy:
             self.close("stopped")
-        else:
-            self._close_reason = "stopping"
+        self._wake()
 
     def close(self, reason: str) -> None:
         """Close after flushing what was written (our TLS close_notify included)."""
@@ -576,21 +594,18 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
     def abort(self, reason: str) -> None:
-        """Close at once, discarding anything unsent."""
+        """Close at once, discarding anything unsent and cancelling a request in flight."""
         self._close_reason = reason
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
 
         # Still in the handshake: the task may not even have started, so it cannot be
         # left to clean up after itself.
         if self._transport is None:
-            if self._handshake is not None:
-                self._handshake.cancel()
             if self._raw is not None:
                 self._raw.abort()
             self._finish(reason)
             return
-
-        if self._worker is not None and self._worker is not asyncio.current_task():
-            self._worker.cancel()
         self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -606,8 +621,10 @@ class _Connection(asyncio.Protocol):
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+
+        # Wake the task wherever it sleeps; it sees the transport closing and ends.
+        self._wake()
         if self._writable is not None and not self._writable.done():
-            # Wake a worker waiting to write; it sees the transport closing and ends.
             self._writable.set_result(None)
         if self._admitted:
             self._frontend._release(self)
