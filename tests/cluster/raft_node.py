@@ -104,20 +104,28 @@ class ControlServer:
     async def load(self, request: dict[str, Any]) -> dict[str, Any]:
         writers, count, prefix = request["writers"], request["count"], request["prefix"]
         failures: dict[str, int] = {}
+        latencies: list[float] = []
         next_number = iter(range(count))
 
         async def writer() -> None:
             for number in next_number:
                 name = f"{prefix}-{number}"
+                started = time.perf_counter()
                 try:
                     await self.raft.submit(("set", name, number), name, timeout=10.0)
+                    latencies.append(time.perf_counter() - started)
                 except ReplicationError as exc:
                     failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
 
         started = time.perf_counter()
         await asyncio.gather(*(writer() for _ in range(writers)))
         elapsed = time.perf_counter() - started
-        return {"ok": True, "seconds": elapsed, "failures": failures}
+        latencies.sort()
+        percentiles = {
+            f"p{p}": latencies[min(len(latencies) - 1, len(latencies) * p // 100)]
+            for p in (50, 99, 100)
+        } if latencies else {}
+        return {"ok": True, "seconds": elapsed, "failures": failures, "latency": percentiles}
 
 
 async def serve(args: argparse.Namespace) -> None:
