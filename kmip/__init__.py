@@ -2,7 +2,7 @@
 
 ``decode_message`` and ``encode_message`` turn TTLV bytes into the message model and
 back; ``message_from_item`` and ``message_to_item`` do the same for item trees, which
-is how the XML and JSON encodings reach the model.
+is how the XML and JSON encodings reach the model (``decode_message_xml``, ...).
 """
 
 from .attributes import (
@@ -34,7 +34,11 @@ from .messages import (
     ResponseHeader,
     ResponseMessage,
     decode_message,
+    decode_message_json,
+    decode_message_xml,
     encode_message,
+    encode_message_json,
+    encode_message_xml,
     message_from_item,
     message_to_item,
 )
@@ -113,7 +117,11 @@ __all__ = [
     "attribute_from_v2",
     "attribute_to_v2",
     "decode_message",
+    "decode_message_json",
+    "decode_message_xml",
     "encode_message",
+    "encode_message_json",
+    "encode_message_xml",
     "message_from_item",
     "message_to_item",
     "request_attributes",

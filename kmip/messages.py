@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import invalid_message
+from .json import item_from_json, item_to_json
 from .limits import DEFAULT_LIMITS, Limits
 from .mapping import at, from_item, many, required, selected_by, to_item
 from .payloads import REQUEST_PAYLOADS, RESPONSE_PAYLOADS, ProtocolVersion, UnknownPayload
@@ -26,6 +27,7 @@ from .tables import (
     Tag,
 )
 from .ttlv import Item, decode_item, encode_item
+from .xml import item_from_xml, item_to_xml
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,3 +158,23 @@ def decode_message(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Message:
 def encode_message(message: Message) -> bytes:
     """The TTLV bytes of ``message``."""
     return encode_item(message_to_item(message))
+
+
+def decode_message_xml(text: str | bytes, limits: Limits = DEFAULT_LIMITS) -> Message:
+    """Decode one message in the XML encoding (KMIP Profiles 2.1 section 6.5)."""
+    return message_from_item(item_from_xml(text, limits))
+
+
+def encode_message_xml(message: Message) -> str:
+    """The XML encoding of ``message``, printed as the OASIS test cases print it."""
+    return item_to_xml(message_to_item(message))
+
+
+def decode_message_json(text: str | bytes, limits: Limits = DEFAULT_LIMITS) -> Message:
+    """Decode one message in the JSON encoding (KMIP Profiles 2.1 section 6.4)."""
+    return message_from_item(item_from_json(text, limits))
+
+
+def encode_message_json(message: Message) -> str:
+    """The JSON encoding of ``message``."""
+    return item_to_json(message_to_item(message))
