@@ -37,7 +37,7 @@ When an append from the leader overlaps entries a follower already has, pysyncob
 leader's entries, whether or not they differ. Entries the follower had acknowledged vanish
 for a moment, and vanish for good when the re-sent batch is shorter than what was deleted;
 if the leader then crashes, a committed write can be lost. Raft only truncates at the
-first entry whose term conflicts. So here ``deleteEntriesFrom`` only records nothing and
+first entry whose term conflicts. So here ``deleteEntriesFrom`` does nothing and
 returns (it is never used for anything but that overlap), and ``add`` decides: an entry at
 an index we hold with the same term is the same entry (Raft's log matching property) and is
 kept; a different term is a real conflict and truncates from there; an index one past the
