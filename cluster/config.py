@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, NewType, TypeVar
 
 from keyquorum.cluster.tls import DEFAULT_CIPHERS, check_ciphers, server_context
+from keyquorum.kmip.frontend import IDLE_TIMEOUT, KMIP_PORT, MAX_CONNECTIONS
 from keyquorum.kmip.limits import MAX_MESSAGE_SIZE
 
 NodeId = NewType("NodeId", str)
@@ -33,17 +34,13 @@ NodeAddress = NewType("NodeAddress", str)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
-# KMIP's IANA-registered port (KMIP 1.4 profiles, section 3.1).
-DEFAULT_KMIP_LISTEN = "0.0.0.0:5696"
+DEFAULT_KMIP_LISTEN = f"0.0.0.0:{KMIP_PORT}"
 DEFAULT_RAFT_LISTEN = "127.0.0.1:7000"
 DEFAULT_API_LISTEN = "127.0.0.1:8696"
 
-# Long enough for a client that keeps its connection between batches (vCenter
-# reuses one for minutes), short enough that a crashed client's slot frees soon.
-DEFAULT_IDLE_TIMEOUT_SECONDS = 300.0
-# Each connection may buffer up to max_message_size: 256 x 1 MiB bounds that memory
-# at 256 MiB, while a vCenter holds a handful of connections per node.
-DEFAULT_MAX_CONNECTIONS = 256
+# The front end's limits, each justified where it is defined.
+DEFAULT_IDLE_TIMEOUT_SECONDS = IDLE_TIMEOUT
+DEFAULT_MAX_CONNECTIONS = MAX_CONNECTIONS
 
 # The secret is the only thing between the network and pysyncobj's unpickler.
 MIN_PASSWORD_LENGTH = 16

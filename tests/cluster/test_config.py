@@ -15,6 +15,7 @@ from keyquorum.cluster.config import (
     load_config,
 )
 from keyquorum.cluster.tls import DEFAULT_CIPHERS
+from keyquorum.kmip.frontend import IDLE_TIMEOUT, MAX_CONNECTIONS
 from keyquorum.kmip.limits import MAX_MESSAGE_SIZE
 
 SECRET = "correct-horse-battery-staple"
@@ -58,6 +59,8 @@ def test_a_minimal_config_gets_the_documented_defaults(tmp_path: Path, pki: Any)
     assert config.node.log_level == "info"
     assert config.kmip.listen == ListenAddress("0.0.0.0", 5696)
     assert config.kmip.max_message_size == MAX_MESSAGE_SIZE
+    assert config.kmip.idle_timeout_seconds == IDLE_TIMEOUT
+    assert config.kmip.max_connections == MAX_CONNECTIONS
     assert config.kmip.ciphers == DEFAULT_CIPHERS
     assert config.raft.listen == NodeAddress("127.0.0.1:7000")
     assert config.raft.peers == ()
