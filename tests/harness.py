@@ -1,0 +1,237 @@
+"""A cluster of real keyquorum processes on 127.0.0.1 that tests can hurt.
+
+``Cluster`` starts ``keyquorum dev`` (the very command ``make run`` uses), reads
+its cluster.json, and then can SIGKILL, SIGSTOP and SIGCONT a node, restart it
+from its own config, and find the leader through the health endpoints. Every
+process it started is gone when ``stop`` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+KEYQUORUM = [sys.executable, "-m", "keyquorum.cluster.cli"]
+T = TypeVar("T")
+
+
+@dataclass
+class Node:
+    id: str
+    pid: int
+    kmip_host: str
+    kmip_port: int
+    api: str
+    config: Path
+    process: subprocess.Popen[bytes] | None = None  # set once the harness restarted it
+
+
+class Cluster:
+    def __init__(self, directory: Path, nodes: int = 3) -> None:
+        self.directory = directory
+        self.size = nodes
+        self.nodes: dict[str, Node] = {}
+        self._dev: subprocess.Popen[bytes] | None = None
+        self._logs: list[IO[bytes]] = []
+
+    @property
+    def ca(self) -> Path:
+        return self.directory / "ca.pem"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.directory / "client.pem"
+
+    @property
+    def client_key(self) -> Path:
+        return self.directory / "client.key"
+
+    # Starting and stopping.
+
+    def start(self, timeout: float = 90.0) -> None:
+        cluster_file = self.directory / "cluster.json"
+        cluster_file.unlink(missing_ok=True)
+        log = self._log(self.directory.parent / f"{self.directory.name}-dev.log")
+        self._dev = subprocess.Popen(
+            [*KEYQUORUM, "dev", "--nodes", str(self.size), "--dir", str(self.directory),
+             "--base-port", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        wait_for(lambda: cluster_file.exists() or self._dev_died(), timeout, "cluster.json")
+        if not cluster_file.exists():
+            raise RuntimeError(f"keyquorum dev exited with {self._dev.returncode}")
+        info = json.loads(cluster_file.read_text())
+        for entry in info["nodes"]:
+            host, port = entry["kmip"].rsplit(":", 1)
+            config = self.directory / "nodes" / entry["id"] / "node.toml"
+            self.nodes[entry["id"]] = Node(entry["id"], entry["pid"], host, int(port),
+                                           entry["api"], config)
+
+    def _log(self, path: Path) -> IO[bytes]:
+        handle = path.open("ab")
+        self._logs.append(handle)
+        return handle
+
+    def _dev_died(self) -> bool:
+        return self._dev is not None and self._dev.poll() is not None
+
+    def stop(self) -> None:
+        # The dev launcher stops the nodes it started; the harness stops the ones
+        # it restarted itself; anything left is killed.
+        if self._dev is not None and self._dev.poll() is None:
+            self._dev.send_signal(signal.SIGTERM)
+            try:
+                self._dev.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._dev.kill()
+                self._dev.wait()
+        for node in self.nodes.values():
+            if node.process is not None and node.process.poll() is None:
+                node.process.terminate()
+                try:
+                    node.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    node.process.kill()
+                    node.process.wait()
+            _kill_quietly(node.pid)
+        for handle in self._logs:
+            handle.close()
+
+    # Faults.
+
+    def kill(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        if node.process is not None:  # restarted by us: reap our own child
+            node.process.kill()
+            node.process.wait()
+            return
+        os.kill(node.pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(node.pid), 10, f"{node_id} to die")
+
+    def pause(self, node_id: str) -> None:
+        os.kill(self.nodes[node_id].pid, signal.SIGSTOP)
+
+    def resume(self, node_id: str) -> None:
+        os.kill(self.nodes[node_id].pid, signal.SIGCONT)
+
+    def restart(self, node_id: str) -> None:
+        """Start a stopped node again from its own config and data."""
+        node = self.nodes[node_id]
+        log = self._log(node.config.parent / "node.log")
+        node.process = subprocess.Popen([*KEYQUORUM, "server", "--config", str(node.config)],
+                                        stdout=log, stderr=log)
+        node.pid = node.process.pid
+        wait_for(lambda: self.health(node_id) is not None, 30, f"{node_id} to serve")
+
+    # Observations.
+
+    def health(self, node_id: str) -> tuple[int, dict[str, Any]] | None:
+        """The health endpoint's status and body, or None when it does not answer."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        request = urllib.request.Request(self.nodes[node_id].api + "/v1/sys/health")
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=2) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+        except (OSError, ValueError):
+            return None
+
+    def leader(self, among: list[str] | None = None, timeout: float = 15.0) -> str:
+        candidates = among or list(self.nodes)
+
+        def find() -> str | None:
+            for node_id in candidates:
+                answer = self.health(node_id)
+                if answer is not None and answer[0] == 200:
+                    return node_id
+            return None
+
+        return wait_for(find, timeout, "a leader")
+
+    def followers(self, leader: str) -> list[str]:
+        return [node_id for node_id in self.nodes if node_id != leader]
+
+    def tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return context
+
+    def exchange(self, node_id: str, request: bytes, timeout: float = 15.0) -> bytes:
+        """Send one KMIP request on a new TLS connection, as vCenter does."""
+        node = self.nodes[node_id]
+        with socket.create_connection((node.kmip_host, node.kmip_port), timeout=timeout) as raw:
+            with self.tls_context().wrap_socket(raw, server_hostname=node.kmip_host) as tls:
+                tls.sendall(request)
+                return _read_message(tls)
+
+    @contextmanager
+    def pykmip(self, node_id: str) -> Iterator[Any]:
+        """PyKMIP's client, an independent KMIP implementation, connected to a node."""
+        from kmip.pie.client import ProxyKmipClient
+
+        node = self.nodes[node_id]
+        client = ProxyKmipClient(hostname=node.kmip_host, port=node.kmip_port,
+                                 cert=str(self.client_cert), key=str(self.client_key),
+                                 ca=str(self.ca), config_file=os.devnull)
+        with client:
+            yield client
+
+
+def _read_message(tls: ssl.SSLSocket) -> bytes:
+    data = b""
+    while len(data) < 8 or len(data) < 8 + int.from_bytes(data[4:8], "big"):
+        chunk = tls.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection mid-response")
+        data += chunk
+    return data
+
+
+def wait_for(check: Callable[[], T | None | bool], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result  # type: ignore[return-value]
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        finished, _ = os.waitpid(pid, os.WNOHANG)
+        if finished == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); /proc tells it apart.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
