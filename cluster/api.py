@@ -118,6 +118,10 @@ async def serve_api(
     be bound.
     """
     context = https_server_context(cert_file, key_file, ciphers)
+
+    # uvicorn narrates start and stop in prose; api_listening and api_stopped say it
+    # in our log format. Its warnings and errors still come through.
+    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     config = uvicorn.Config(
         app,
         lifespan="off",

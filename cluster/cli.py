@@ -7,7 +7,6 @@ or the config file is wrong (the message says which option and what is allowed).
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from pathlib import Path
 
@@ -19,8 +18,6 @@ from keyquorum.cluster.dev import DEFAULT_BASE_PORT, DevError, DevOptions, run_d
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 class BadInput(click.ClickException):
@@ -53,7 +50,6 @@ def server(config_file: Path) -> None:
     except ConfigError as error:
         # A problem with an option says which file; a problem with the file already does.
         raise BadInput(f"{config_file}: {error}" if error.option else str(error)) from error
-    logging.basicConfig(level=config.node.log_level.upper(), format=LOG_FORMAT)
 
     # Imported here so the rest of the CLI works in a build without the node runtime.
     try:

@@ -3,7 +3,8 @@
 The process tests run the real dev command in its own process with stand-in nodes:
 small scripts that read their generated config and serve the real health API over
 TLS, node-1 as leader. That exercises start-up, readiness, cluster.json, signals and
-stopping without depending on the Raft node.
+stopping, and failures that a real node rarely shows on demand. One test runs
+`keyquorum dev --nodes 3` itself, with real Raft nodes.
 """
 
 from __future__ import annotations
@@ -264,6 +265,43 @@ def test_dev_starts_nodes_writes_cluster_json_and_stops_on_sigterm(tmp_path: Pat
     assert b"client.key" in stdout
     assert not any(_alive(pid) for pid in pids)
     assert not cluster_file.exists()
+
+
+def test_keyquorum_dev_runs_a_real_three_node_cluster(tmp_path: Path) -> None:
+    # Free ports rather than 5696: a developer's own dev cluster may be running.
+    dev = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "keyquorum.cluster.cli",
+            "dev",
+            "--nodes",
+            "3",
+            "--dir",
+            str(tmp_path / "dev"),
+            "--base-port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _STARTED.append(dev)
+    info = _wait_for_cluster_json(tmp_path / "dev" / "cluster.json", dev)
+
+    verify = ssl.create_default_context(cafile=str(tmp_path / "dev" / "ca.pem"))
+    codes = sorted(
+        httpx.get(f"{node['api']}/v1/sys/health", verify=verify).status_code
+        for node in info["nodes"]
+    )
+    assert codes == [200, 429, 429]
+    pids = [node["pid"] for node in info["nodes"]]
+
+    dev.send_signal(signal.SIGTERM)
+    dev.communicate(timeout=WAIT_SECONDS)
+
+    assert dev.returncode == 0
+    assert not any(_alive(pid) for pid in pids)
+    assert not (tmp_path / "dev" / "cluster.json").exists()
 
 
 def test_a_node_dying_at_start_up_fails_the_command_with_its_log(tmp_path: Path) -> None:
