@@ -321,7 +321,7 @@ def _decoder_source(plan: _Plan) -> str:
             ]
 
     # Anything left over is foreign, out of order or repeated; the rest is checked.
-    lines.append("    if c is not END: leftover(PLAN, children, c)")
+    lines.append("    if c is not END: leftover(PLAN, children)")
     for f in plan.fields:
         if f.required:
             lines.append(f"    if v{f.position} is MISSING: missing(PLAN, {f.name!r})")
@@ -439,16 +439,21 @@ def _encode_selected(value: Any, tag: int, aux: tuple[str, dict[Any, type], Any]
     return Item(tag, _STRUCTURE, plan_of(type(value)).encode(value))
 
 
-def _leftover(plan: _Plan, children: list[Item], item: Item) -> None:
-    i = next(position for position, child in enumerate(children) if child is item)
-    tag = item[0]
-    owner = next((f for f in plan.fields if any(a.tag == tag for a in f.alternatives)), None)
+def _leftover(plan: _Plan, children: list[Item]) -> None:
+    # Walk the items again to say which one broke the order, and how.
     where = plan.cls.__name__
-    if owner is None:
-        raise invalid_field(f"{where} has no field tagged 0x{tag:06X}")
-    if any(child[0] == tag for child in children[:i]):
-        raise invalid_field(f"{where}.{owner.name} appears twice")
-    raise invalid_field(f"{where}.{owner.name} is out of order")
+    owners = {alt.tag: f for f in plan.fields for alt in f.alternatives}
+    last: _Field | None = None
+    for child in children:
+        owner = owners.get(child[0])
+        if owner is None:
+            raise invalid_field(f"{where} has no field tagged 0x{child[0]:06X}")
+        if last is not None and owner.position == last.position and not owner.repeated:
+            raise invalid_field(f"{where}.{owner.name} appears twice")
+        if last is not None and owner.position < last.position:
+            raise invalid_field(f"{where}.{owner.name} is out of order")
+        last = owner
+    raise AssertionError(f"{where}: the decoder stopped early on valid items")
 
 
 def _missing(plan: _Plan, name: str) -> None:
