@@ -137,23 +137,18 @@ def attribute_from_v2(item: Item) -> Attribute:
 def template_attributes(
     template: TemplateAttribute | None, attributes: Attributes | None
 ) -> list[Attribute]:
-    """The attributes of a 1.x Template-Attribute or a 2.x Attributes, as 1.x ones."""
+    """The attributes of a 1.x Template-Attribute or a 2.x Attributes, as 1.x ones.
+
+    A Template-Attribute's Name structures name Templates to take attributes from
+    (KMIP 1.4 section 2.1.8), not Name attributes of the new object; they are not
+    attributes and are left to the caller (templates are deprecated since 1.3).
+    """
     found: list[Attribute] = []
     if template is not None:
-        for name in template.names:
-            found.append(Attribute(name="Name", value=_name_value(name)))
         found.extend(template.attributes)
     if attributes is not None:
         found.extend(attribute_from_v2(item) for item in attributes.items)
     return found
-
-
-def _name_value(name: Name) -> Item:
-    children = [
-        Item(Tag.NAME_VALUE, ItemType.TEXT_STRING, name.name_value),
-        Item(Tag.NAME_TYPE, ItemType.ENUMERATION, name.name_type),
-    ]
-    return Item(Tag.ATTRIBUTE_VALUE, ItemType.STRUCTURE, children)
 
 
 def request_attributes(payload: Any) -> list[Attribute]:

