@@ -45,6 +45,18 @@ DEFAULT_MAX_CONNECTIONS = MAX_CONNECTIONS
 # The secret is the only thing between the network and pysyncobj's unpickler.
 MIN_PASSWORD_LENGTH = 16
 
+DEFAULT_CONSUL_ADDRESS = "127.0.0.1:8500"
+DEFAULT_CONSUL_SERVICE = "keyquorum"
+# Tags and meta keys the node writes itself (cluster/consul.py), so config may not.
+CONSUL_STATE_TAGS = ("active", "standby", "primary", "perf-secondary", "dr-secondary")
+CONSUL_NODE_META_KEYS = ("cluster_id", "node_id", "version", "api_address")
+# Consul refuses more meta pairs, longer values, and other key characters.
+CONSUL_MAX_META_PAIRS = 64
+CONSUL_MAX_META_VALUE = 512
+_META_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# RFC 1123 labels: what Consul's DNS interface can answer for.
+_DNS_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
 _NODE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _WILDCARD_HOSTS = ("0.0.0.0", "::")
 
@@ -152,6 +164,38 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class ConsulSettings:
+    """[consul]: registration in the local Consul agent; no section, no Consul."""
+
+    # host:port of the agent's HTTP API; "127.0.0.1:8500" by default.
+    address: str = DEFAULT_CONSUL_ADDRESS
+    # "http" or "https" to reach the agent.
+    scheme: str = "http"
+    # An ACL token with service:write on the service, from token or token_file.
+    token: str | None = field(default=None, repr=False)
+    # With https: the CA that signed the agent's certificate, and a client
+    # certificate and key for an agent that verifies incoming connections.
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # The service name, a DNS label: <name>.service.consul finds the cluster.
+    service: str = DEFAULT_CONSUL_SERVICE
+    # The name of this cluster in each instance's meta, for discovery to tell
+    # clusters apart; the service name by default.
+    cluster_id: str = DEFAULT_CONSUL_SERVICE
+    # Tags added to "active"/"standby", and meta added to the node's own.
+    service_tags: tuple[str, ...] = ()
+    service_meta: tuple[tuple[str, str], ...] = ()
+    # The TTL of the sealed-status check and the interval of the health check.
+    check_timeout_seconds: float = 5.0
+    # The address registered for KMIP clients; the KMIP listen host by default, or
+    # the agent's node address when KMIP listens on a wildcard.
+    service_address: str | None = None
+    # Keep the section (for discovery) but register nothing.
+    disable_registration: bool = False
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """A whole node configuration, as read from `source`."""
 
@@ -161,6 +205,7 @@ class NodeConfig:
     tls: TlsSettings
     raft: RaftSettings
     api: ApiSettings
+    consul: ConsulSettings | None = None
 
 
 def load_config(path: Path) -> NodeConfig:
@@ -177,7 +222,8 @@ def load_config(path: Path) -> NodeConfig:
 def parse_config(document: dict[str, Any], *, base_dir: Path, source: Path) -> NodeConfig:
     """Check a decoded TOML document; relative paths are taken from `base_dir`."""
     root = _Table("", document, base_dir)
-    sections = {name: root.table(name) for name in ("node", "kmip", "tls", "raft", "api")}
+    names = ("node", "kmip", "tls", "raft", "api", "consul")
+    sections = {name: root.table(name) for name in names}
     root.refuse_unknown()
 
     # Each section in turn; later ones default to values of earlier ones.
@@ -186,10 +232,13 @@ def parse_config(document: dict[str, Any], *, base_dir: Path, source: Path) -> N
     tls = _tls_settings(sections["tls"], kmip.ciphers)
     raft = _raft_settings(sections["raft"], node)
     api = _api_settings(sections["api"], tls)
+    consul = _consul_settings(sections["consul"]) if root.has("consul") else None
     for section in sections.values():
         section.refuse_unknown()
 
-    return NodeConfig(source=source, node=node, kmip=kmip, tls=tls, raft=raft, api=api)
+    return NodeConfig(
+        source=source, node=node, kmip=kmip, tls=tls, raft=raft, api=api, consul=consul
+    )
 
 
 def _node_settings(table: _Table) -> NodeSettings:
@@ -333,6 +382,88 @@ def _api_settings(table: _Table, tls: TlsSettings) -> ApiSettings:
     )
 
 
+def _consul_settings(table: _Table) -> ConsulSettings:
+    scheme = table.string("scheme", "http")
+    if scheme not in ("http", "https"):
+        raise table.error("scheme", f"{scheme!r} is not http or https")
+    address = table.string("address", DEFAULT_CONSUL_ADDRESS)
+    table.listen_address("address", DEFAULT_CONSUL_ADDRESS)  # checks host:port
+
+    # TLS files speak to an https agent only; a client key needs its certificate.
+    tls_files = {key: table.existing_file(key) if table.has(key) else None
+                 for key in ("ca_file", "cert_file", "key_file")}
+    if scheme == "http" and any(tls_files.values()):
+        raise table.error("scheme", "ca_file, cert_file and key_file need scheme = \"https\"")
+    if (tls_files["cert_file"] is None) != (tls_files["key_file"] is None):
+        raise table.error("cert_file", "set cert_file and key_file together, or neither")
+
+    service = table.string("service", DEFAULT_CONSUL_SERVICE)
+    if not _DNS_LABEL.fullmatch(service):
+        raise table.error(
+            "service", f"{service!r} is not a DNS label: letters, digits and '-', at most 63"
+        )
+    return ConsulSettings(
+        address=address,
+        scheme=scheme,
+        token=_consul_token(table),
+        ca_file=tls_files["ca_file"],
+        cert_file=tls_files["cert_file"],
+        key_file=tls_files["key_file"],
+        service=service,
+        cluster_id=table.string("cluster_id", service),
+        service_tags=_consul_tags(table),
+        service_meta=_consul_meta(table),
+        check_timeout_seconds=table.number(
+            "check_timeout_seconds", 5.0, minimum=1, maximum=3600
+        ),
+        service_address=table.string("service_address") if table.has("service_address") else None,
+        disable_registration=table.boolean("disable_registration", False),
+    )
+
+
+def _consul_token(table: _Table) -> str | None:
+    if table.has("token") and table.has("token_file"):
+        raise table.error("token", "set either token or token_file, not both")
+    if table.has("token_file"):
+        option, token = "token_file", table.existing_file("token_file").read_text().strip()
+    elif table.has("token"):
+        option, token = "token", table.string("token")
+    else:
+        return None
+    if not token:
+        raise table.error(option, "is empty; remove it to use the agent's default token")
+    return token
+
+
+def _consul_tags(table: _Table) -> tuple[str, ...]:
+    tags = tuple(table.string_list("service_tags"))
+    for tag in tags:
+        if tag in CONSUL_STATE_TAGS:
+            raise table.error("service_tags", f"{tag!r} is set by the node itself; remove it")
+        if not _DNS_LABEL.fullmatch(tag):
+            raise table.error("service_tags", f"{tag!r} is not a DNS label, so DNS cannot find it")
+    return tags
+
+
+def _consul_meta(table: _Table) -> tuple[tuple[str, str], ...]:
+    meta = table.string_table("service_meta")
+
+    # Consul's own limits on service meta, and the keys the node writes itself.
+    if len(meta) > CONSUL_MAX_META_PAIRS - len(CONSUL_NODE_META_KEYS):
+        raise table.error("service_meta", "too many pairs; Consul allows 64 with the node's own")
+    for key, value in meta.items():
+        if key in CONSUL_NODE_META_KEYS:
+            raise table.error("service_meta", f"{key!r} is set by the node itself; remove it")
+        if not _META_KEY.fullmatch(key) or key.startswith("consul-"):
+            raise table.error(
+                "service_meta",
+                f"key {key!r}: use letters, digits, '_' and '-' (at most 128), not 'consul-'",
+            )
+        if len(value) > CONSUL_MAX_META_VALUE:
+            raise table.error("service_meta", f"the value of {key!r} is over 512 characters")
+    return tuple(sorted(meta.items()))
+
+
 _T = TypeVar("_T")
 _REQUIRED: Any = object()
 
@@ -366,6 +497,25 @@ class _Table:
     def number(self, key: str, default: float, *, minimum: float, maximum: float) -> float:
         value = float(self._get(key, default, (int, float), "a number"))
         return self._in_range(key, value, minimum, maximum)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.values.get(key, default)
+        self.read.add(key)
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, got {value!r}")
+        return value
+
+    def string_list(self, key: str) -> list[str]:
+        values = self._get(key, [], list, "a list of strings")
+        if not all(isinstance(value, str) for value in values):
+            raise self.error(key, "must be a list of strings")
+        return values
+
+    def string_table(self, key: str) -> dict[str, str]:
+        values = self._get(key, {}, dict, "a table of strings")
+        if not all(isinstance(value, str) for value in values.values()):
+            raise self.error(key, "must be a table of strings, e.g. { rack = \"r1\" }")
+        return values
 
     def path(self, key: str, default: Path = _REQUIRED) -> Path:
         if not self.has(key) and default is not _REQUIRED:

@@ -1,8 +1,9 @@
 """One keyquorum node: the key store, its Raft log, the KMIP listener, the admin API.
 
 ``run`` wires the parts a config names and serves until SIGTERM or SIGINT, then
-stops them in the reverse order: first no new KMIP connections, then the API, then
-the Raft log (its journal is already durable; see cluster/raft.py).
+stops them in the reverse order: first out of Consul (so that it sends no one here),
+then no new KMIP connections, then the API, then the Raft log (its journal is
+already durable; see cluster/raft.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from keyquorum.kmip.tables import ResultReason
 
 from .api import NodeHealth, create_api, serve_api
 from .config import NodeConfig
+from .consul import start_registration
 from .raft import (
     CommandRejectedError,
     NoQuorumError,
@@ -154,6 +156,10 @@ async def _serve(config: NodeConfig) -> int:
     except BaseException:
         replicated.close()
         raise
+    # Consul last: it must not announce a node before it serves. It runs in a thread.
+    registration = start_registration(
+        config, frontend.port, api.port, lambda: health(config, replicated)
+    )
     log.info("node_started id=%s kmip=%s:%d api=%s:%d raft=%s", config.node.id,
              config.kmip.listen.host, frontend.port, config.api.listen.host, api.port,
              config.raft.listen)
@@ -166,6 +172,8 @@ async def _serve(config: NodeConfig) -> int:
     await stopping.wait()
 
     log.info("node_stopping id=%s", config.node.id)
+    if registration is not None:
+        await asyncio.to_thread(registration.stop)
     await frontend.stop()
     await api.stop()
     replicated.close()
