@@ -118,6 +118,39 @@ def dev(node_count: int, directory: Path, base_port: int, start_timeout: float) 
     sys.exit(code)
 
 
+@cli.command()
+@click.option("--server", required=True, metavar="HOST:PORT", help="The KMIP server to test.")
+@click.option("--ca", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The CA that signed the server's certificate.")
+@click.option("--cert", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The client certificate to present.")
+@click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The client certificate's private key.")
+@click.argument("cases", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def conformance(server: str, ca: Path, cert: Path, key: Path, cases: tuple[Path, ...]) -> None:
+    """Run OASIS KMIP test cases (XML files) against any KMIP server.
+
+    Prints PASS or FAIL with the first difference per case, then 'N passed, N failed'.
+    Exits 1 when any case failed.
+    """
+    from keyquorum.kmip.conformance import TlsTransport, client_context, run_cases, summary
+
+    host, _, port = server.rpartition(":")
+    if not host or not port.isdigit():
+        raise BadInput(f"--server {server!r}: give HOST:PORT, e.g. 127.0.0.1:5696")
+    try:
+        context = client_context(ca, cert, key)
+    except (OSError, ValueError) as error:
+        raise BadInput(f"cannot load the TLS files: {error}") from error
+
+    results = run_cases(cases, lambda: TlsTransport(host.strip("[]"), int(port), context),
+                        lambda line: click.echo(line))
+    click.echo(summary(results))
+    sys.exit(EXIT_OK if all(result.passed for result in results) else EXIT_FAILURE)
+
+
 def main() -> None:
     cli(prog_name="keyquorum")
 

@@ -378,16 +378,7 @@ def load_test_case(
     source: str | Path, substitutions: Mapping[str, Any] | None = None
 ) -> ConformanceCase:
     """Like ``parse_test_case``, with the placeholders seen and the values they became."""
-    if isinstance(source, Path) or not source.lstrip().startswith("<"):
-        try:
-            source = Path(source).read_text(encoding="utf-8")
-        except (OSError, UnicodeError) as error:
-            raise invalid_message(f"cannot read test case: {error}") from None
-
-    # The test cases wrap their messages in a <KMIP> element; a bare message is one too.
-    root = parse_element(source, TEST_CASE_LIMITS)
-    elements = list(root) if root.tag == "KMIP" else [root]
-
+    elements = test_case_elements(source)
     seen: dict[str, Any] = {}
     given = substitutions or {}
 
@@ -399,6 +390,28 @@ def load_test_case(
     reader = _Reader(TEST_CASE_LIMITS, substitute)
     messages = [reader.item(element, None, 0) for element in elements]
     return ConformanceCase(messages, seen)
+
+
+def test_case_elements(source: str | Path) -> list[ET.Element]:
+    """The message elements of a test case (a path or the text), not yet read into items."""
+    if isinstance(source, Path) or not source.lstrip().startswith("<"):
+        try:
+            source = Path(source).read_text(encoding="utf-8")
+        except (OSError, UnicodeError) as error:
+            raise invalid_message(f"cannot read test case: {error}") from None
+
+    # The test cases wrap their messages in a <KMIP> element; a bare message is one too.
+    root = parse_element(source, TEST_CASE_LIMITS)
+    return list(root) if root.tag == "KMIP" else [root]
+
+
+def item_from_test_element(element: ET.Element, substitute: Substitute) -> Item:
+    """Read one message of a test case, each placeholder becoming ``substitute(name, type)``.
+
+    A placeholder with an offset ($NOW-3600) adds the offset to what ``substitute``
+    returned, so that value must support ``+ int``.
+    """
+    return _Reader(TEST_CASE_LIMITS, substitute).item(element, None, 0)
 
 
 def _placeholder_value(name: str, item_type: ItemType) -> Any:
@@ -417,10 +430,12 @@ __all__ = [
     "ConformanceCase",
     "PLACEHOLDER_NOW",
     "item_from_element",
+    "item_from_test_element",
     "item_from_xml",
     "item_to_element",
     "item_to_xml",
     "load_test_case",
     "parse_element",
     "parse_test_case",
+    "test_case_elements",
 ]
