@@ -280,6 +280,18 @@ class KeyStore:
             self._objects[(obj.scope, obj.uid)] = outcome
             return Applied(obj.uid)
 
+    def drop_scope(self, scope: ScopeName) -> int:
+        """Forget every object of ``scope`` (a forced scope deletion); how many went.
+
+        Called only from apply (cluster/cluster_state.py), after the deletion was
+        checked: it cannot fail.
+        """
+        with self._lock:
+            doomed = [key for key in self._objects if key[0] == scope]
+            for key in doomed:
+                del self._objects[key]
+            return len(doomed)
+
     def snapshot(self) -> bytes:
         with self._lock:
             return pickle.dumps(self._objects, protocol=pickle.HIGHEST_PROTOCOL)
