@@ -17,7 +17,9 @@ The folder, which outside scripts rely on by these names:
 
     DIR/ca.pem                 the cluster CA certificate
     DIR/ca/ca.key              the CA key (folder 0700, key 0600)
-    DIR/client.pem, client.key a client credential for KMIP clients
+    DIR/client.pem, client.key a client credential for KMIP clients: scope default,
+                               role admin, issued through the admin API once the
+                               nodes serve (cluster/dev_tenancy.py)
     DIR/secrets/               raft-password, admin-token (0600)
     DIR/nodes/<id>/            node.toml, node.pem, node.key, node.log, data/
     DIR/cluster.json           {"nodes": [{id, pid, kmip, api}], "admin_token"}
@@ -55,6 +57,7 @@ from types import FrameType
 from typing import Any
 
 from keyquorum.cluster.config import NodeId, load_config
+from keyquorum.cluster.dev_tenancy import BootstrapError, NoAdminApi, bootstrap_tenancy
 from keyquorum.cluster.pki import (
     CertificateAuthority,
     KeyType,
@@ -256,6 +259,8 @@ def run_dev(options: DevOptions) -> int:
             return 0 if stop.requested else 1
 
         admin_token = layout.admin_token_file.read_text(encoding="utf-8").strip()
+        if not _first_tenant(layout, leader, admin_token, nodes):
+            return 1
         pids = [process.pid for process in processes]
         write_cluster_file(layout.cluster_file, cluster_info(nodes, pids, admin_token))
         _print_how_to_connect(layout, nodes, leader)
@@ -459,6 +464,23 @@ def _health_status(node: DevNode, context: ssl.SSLContext) -> int | None:
         return error.code
     except (OSError, ssl.SSLError):
         return None
+
+
+def _first_tenant(
+    layout: DevLayout, leader: DevNode, admin_token: str, nodes: Sequence[DevNode]
+) -> bool:
+    """Scope default, role admin, and DIR/client.pem from it (cluster/dev_tenancy.py)."""
+    try:
+        bootstrap_tenancy(leader.api_url, admin_token, layout.ca_file, layout.ca_key_file,
+                          layout.client_cert_file, layout.client_key_file)
+    except NoAdminApi:
+        # A node build without tenancy: the credential prepare_cluster wrote stands.
+        print("keyquorum dev: the nodes have no tenancy API; client.pem is not a tenancy "
+              "credential", file=sys.stderr)
+    except BootstrapError as error:
+        _report_failure(f"could not create the first tenant: {error}", nodes)
+        return False
+    return True
 
 
 def _report_failure(reason: str, nodes: Sequence[DevNode]) -> None:

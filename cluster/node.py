@@ -20,9 +20,13 @@ from keyquorum.kmip.limits import Limits
 from keyquorum.kmip.service import KmipService
 from keyquorum.kmip.tables import ResultReason
 
+from .admin_api import AdminBackend, install_admin_api
 from .api import NodeHealth, create_api, serve_api
+from .cluster_state import ClusterState
 from .config import NodeConfig
 from .consul import start_registration
+from .kmip_access import KmipAccess
+from .listener import ListenerTls
 from .raft import (
     CommandRejectedError,
     NoQuorumError,
@@ -31,7 +35,6 @@ from .raft import (
     ReplicationError,
 )
 from .state import Command, KeyStore, Outcome
-from .tls import server_context
 
 log = logging.getLogger("keyquorum.node")
 
@@ -113,7 +116,7 @@ def run(config: NodeConfig) -> int:
 
 async def _serve(config: NodeConfig) -> int:
     # First the state and its log, so that the node catches up while it starts.
-    store = KeyStore()
+    state = ClusterState()
     replicated = ReplicatedLog(
         RaftConfig(
             self_address=str(config.raft.listen),
@@ -126,12 +129,14 @@ async def _serve(config: NodeConfig) -> int:
             log_compaction_min_entries=config.raft.compaction_min_entries,
             log_compaction_min_seconds=config.raft.compaction_min_seconds,
         ),
-        store,
+        state,
     )
 
     # Then the KMIP listener and the admin API.
     limits = Limits(max_message_size=config.kmip.max_message_size)
-    service = KmipService(ClusterBackend(replicated, store), limits)
+    access = KmipAccess(state.tenancy)
+    service = KmipService(ClusterBackend(replicated, state.keys), limits, grant_of=access.grant)
+    listener_tls = ListenerTls(config, state.tenancy)
     frontend = KmipFrontend(
         FrontendConfig(
             host=config.kmip.listen.host,
@@ -140,14 +145,17 @@ async def _serve(config: NodeConfig) -> int:
             max_connections=config.kmip.max_connections,
             limits=limits,
         ),
-        server_context(config.tls.cert_file, config.tls.key_file, config.tls.ca_file,
-                       ciphers=config.kmip.ciphers),
+        listener_tls.build(),
         service,
+        revoked=state.tenancy.is_revoked,
+        known=access.known,
     )
+    app = create_api(lambda: health(config, replicated))
+    install_admin_api(app, AdminBackend(config, replicated, state))
     try:
         await frontend.start()
         api = await serve_api(
-            create_api(lambda: health(config, replicated)),
+            app,
             config.api.listen.host,
             config.api.listen.port,
             cert_file=config.api.cert_file,
@@ -164,6 +172,9 @@ async def _serve(config: NodeConfig) -> int:
              config.kmip.listen.host, frontend.port, config.api.listen.host, api.port,
              config.raft.listen)
 
+    # Replicated listener settings apply without a restart.
+    tls_watcher = asyncio.create_task(listener_tls.watch(frontend), name="keyquorum-tls")
+
     # Serve until told to stop, then stop in reverse order.
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -172,6 +183,7 @@ async def _serve(config: NodeConfig) -> int:
     await stopping.wait()
 
     log.info("node_stopping id=%s", config.node.id)
+    tls_watcher.cancel()
     if registration is not None:
         await asyncio.to_thread(registration.stop)
     await frontend.stop()

@@ -162,10 +162,31 @@ def issue_certificate(
     if ttl <= timedelta(0):
         raise ValueError(f"ttl must be positive, got {ttl}")
     key = generate_private_key(key_type)
+    certificate = sign_certificate(ca, key.public_key(), common_name, sans=sans, ttl=ttl,
+                                   serial=serial)
+    return IssuedCertificate(
+        cert_pem=_certificate_pem(certificate),
+        key_pem=_key_pem(key),
+        serial=certificate.serial_number,
+        not_after=certificate.not_valid_after_utc,
+    )
+
+
+def sign_certificate(
+    ca: CertificateAuthority,
+    public_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    common_name: str,
+    *,
+    sans: Sequence[str],
+    ttl: timedelta,
+    serial: int | None = None,
+) -> x509.Certificate:
+    """A client-and-server certificate for someone else's key (a CSR's), signed by `ca`."""
+    if ttl <= timedelta(0):
+        raise ValueError(f"ttl must be positive, got {ttl}")
     ca_certificate = ca.certificate
     ca_key = ca.private_key
     now = datetime.now(UTC)
-    not_after = now + ttl
     serial = serial if serial is not None else x509.random_serial_number()
 
     # First the identity and validity, then what the key may do, then where it lives.
@@ -173,12 +194,14 @@ def issue_certificate(
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_certificate.subject)
-        .public_key(key.public_key())
+        .public_key(public_key)
         .serial_number(serial)
         .not_valid_before(now - CLOCK_SKEW_ALLOWANCE)
-        .not_valid_after(not_after)
+        .not_valid_after(now + ttl)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_end_entity_key_usage(key_type), critical=True)
+        .add_extension(
+            _end_entity_key_usage(isinstance(public_key, rsa.RSAPublicKey)), critical=True
+        )
         .add_extension(
             x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
@@ -186,19 +209,13 @@ def issue_certificate(
             critical=False,
         )
         .add_extension(_subject_alt_name(sans or [common_name]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,
         )
     )
-    certificate = builder.sign(ca_key, _signature_hash(ca_key))
-    return IssuedCertificate(
-        cert_pem=_certificate_pem(certificate),
-        key_pem=_key_pem(key),
-        serial=serial,
-        not_after=certificate.not_valid_after_utc,
-    )
+    return builder.sign(ca_key, _signature_hash(ca_key))
 
 
 def write_pem_pair(cert_pem: bytes, key_pem: bytes, cert_file: Path, key_file: Path) -> None:
@@ -253,15 +270,15 @@ def _ca_key_usage() -> x509.KeyUsage:
     )
 
 
-def _end_entity_key_usage(key_type: KeyType) -> x509.KeyUsage:
+def _end_entity_key_usage(is_rsa: bool) -> x509.KeyUsage:
     # An RSA key may carry a TLS session key (static-RSA suites, which vCenter 7
     # negotiates); an EC key takes part in ECDH instead.
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
-        key_encipherment=key_type.is_rsa,
+        key_encipherment=is_rsa,
         data_encipherment=False,
-        key_agreement=not key_type.is_rsa,
+        key_agreement=not is_rsa,
         key_cert_sign=False,
         crl_sign=False,
         encipher_only=False,

@@ -15,8 +15,8 @@ One ``_Connection`` protocol object lives from TCP accept to close, in three pha
 2. Handshake. The connection's task runs ``loop.start_tls``, driven by us rather
    than passing ``ssl=`` to ``create_server``, so that the limit above can be applied
    before the handshake and handshake failures reach our log instead of asyncio's.
-   The verified peer certificate becomes a ``ClientIdentity``; a revoked serial is
-   aborted without reading a byte.
+   The verified peer certificate becomes a ``ClientIdentity``; a revoked serial, or
+   a certificate the node holds no credential for, is aborted without reading a byte.
 3. Open. Decrypted bytes feed the ``FrameReader``; whole frames queue up and the
    connection's task, the same one that ran the handshake, answers them strictly in
    order, writing each response before it starts the next request. One task for the
@@ -172,11 +172,15 @@ class KmipFrontend:
         ssl_context: ssl.SSLContext,
         handler: RequestHandler,
         revoked: Callable[[int], bool] = lambda serial: False,
+        known: Callable[[ClientIdentity], bool] = lambda identity: True,
     ) -> None:
         self.config = config
         self._ssl_context = ssl_context
         self._handler = handler
         self._revoked = revoked
+        # Whether a verified certificate is one the node has a credential (or an
+        # imported CA's rule) for; a certificate the CA signed is not enough.
+        self._known = known
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._all_closed: asyncio.Event | None = None
@@ -198,6 +202,10 @@ class KmipFrontend:
             raise RuntimeError("the front end is not listening")
         port: int = self._server.sockets[0].getsockname()[1]
         return port
+
+    def use_ssl_context(self, ssl_context: ssl.SSLContext) -> None:
+        """Serve handshakes from now on with ``ssl_context``; open connections keep theirs."""
+        self._ssl_context = ssl_context
 
     @property
     def active_connections(self) -> int:
@@ -377,6 +385,7 @@ class _Connection(asyncio.Protocol):
                 raise ValueError("no peer certificate")
             identity = client_identity(self.address, der)
             is_revoked = frontend._revoked(identity.certificate_serial)
+            is_known = is_revoked or frontend._known(identity)
         except Exception as error:
             frontend.refused += 1
             log.warning(
@@ -394,6 +403,15 @@ class _Connection(asyncio.Protocol):
                 identity.certificate_serial,
             )
             self.abort("revoked")
+            return False
+        if not is_known:
+            frontend.refused += 1
+            log.info(
+                "connection_refused peer=%s reason=unknown_certificate serial=%x",
+                self.address,
+                identity.certificate_serial,
+            )
+            self.abort("unknown_certificate")
             return False
 
         # Admitted: take whatever arrived with the handshake, start the idle clock.

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from keyquorum.cluster.state import DEFAULT_SCOPE, ScopeName
 
+from .authorization import ALL_OPERATIONS, Grant
 from .errors import KmipError, invalid_message
 from .frontend import ClientIdentity
 from .limits import DEFAULT_LIMITS, Limits
@@ -87,6 +88,9 @@ def _scope_of_everyone(_: ClientIdentity) -> ScopeName:
     return DEFAULT_SCOPE
 
 
+ALLOWED_ALL = frozenset({ALL_OPERATIONS})
+
+
 class KmipService:
     """The front end's request handler: frames in, frames out."""
 
@@ -95,10 +99,14 @@ class KmipService:
         backend: Backend,
         limits: Limits = DEFAULT_LIMITS,
         scope_of: Callable[[ClientIdentity], ScopeName] = _scope_of_everyone,
+        grant_of: Callable[[ClientIdentity], Grant | None] | None = None,
     ) -> None:
         self._backend = backend
         self._limits = limits
-        self._scope_of = scope_of
+        # With grant_of (the node), each message runs under the client's grant: its
+        # scope and its role's operations. Without it, every operation is allowed
+        # in scope_of's scope (tests of the service alone).
+        self._grant_of = grant_of or (lambda client: Grant(scope_of(client), ALLOWED_ALL))
 
     async def handle(self, frame: bytes, client: ClientIdentity) -> bytes:
         try:
@@ -148,11 +156,20 @@ class KmipService:
                            for i in items) or (_failure(None, None, version, refusal),)
             return _response(version, failed)
 
+        # Who is asking is looked up per message, not per connection, so a role
+        # changed or a credential revoked since the handshake applies at once.
+        grant = self._grant_of(client)
+        if grant is None:
+            denied = KmipError(ResultReason.PERMISSION_DENIED,
+                               "the client certificate is no longer a valid credential")
+            return _response(version, tuple(_failure(i.operation, i.unique_batch_item_id,
+                                                     version, denied) for i in items))
+
         # Then run the items in order, sharing one context for the ID Placeholder.
-        ctx = Context(self._backend, self._scope_of(client), version)
+        ctx = Context(self._backend, grant.scope, version)
         answered: list[ResponseBatchItem] = []
         for item in items:
-            answer = await self._run(ctx, item, client)
+            answer = await self._run(ctx, item, client, grant)
             answered.append(answer)
             failed_item = answer.result_status != ResultStatus.SUCCESS
             if failed_item and option != BatchErrorContinuationOption.CONTINUE:
@@ -160,7 +177,7 @@ class KmipService:
         return _response(version, tuple(answered), header.client_correlation_value)
 
     async def _run(
-        self, ctx: Context, item: RequestBatchItem, client: ClientIdentity
+        self, ctx: Context, item: RequestBatchItem, client: ClientIdentity, grant: Grant
     ) -> ResponseBatchItem:
         started = time.perf_counter()
         operation = item.operation
@@ -169,6 +186,9 @@ class KmipService:
             if handler is None or isinstance(item.payload, UnknownPayload):
                 raise KmipError(ResultReason.OPERATION_NOT_SUPPORTED,
                                 f"operation {operation} is not supported")
+            if not grant.permits(operation):
+                raise KmipError(ResultReason.PERMISSION_DENIED,
+                                f"the client's role does not allow {_name(operation)}")
             if item.payload is None:
                 raise KmipError(ResultReason.INVALID_FIELD, "the batch item has no payload")
             payload = await handler(ctx, item.payload)
