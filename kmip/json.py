@@ -172,9 +172,10 @@ def _number(value: Any, size: int, allowed: range) -> int:
         return parse_hex(value, size, signed=allowed.start < 0)
     if not isinstance(value, int) or isinstance(value, bool):
         raise invalid_message(f"expected a number, found {quoted(value)}")
-    if value not in allowed:
-        raise invalid_message(f"{value} is out of range")
-    return value
+    number = int(value)  # a plain int, for the constant-time range test
+    if number not in allowed:
+        raise invalid_message(f"{number} is out of range")
+    return number
 
 
 def _parse_value(item_type: ItemType, value: Any, typing: int) -> Any:

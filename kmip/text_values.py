@@ -134,9 +134,13 @@ def check_int(value: Any, allowed: range | None) -> int:
     """The value an encoder was handed, checked: an int (not a bool) in range."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise invalid_field(f"{quoted(value)} is not an integer")
-    if allowed is not None and value not in allowed:
-        raise invalid_field(f"{value} is out of range")
-    return int(value)
+
+    # int() first: `in range` is a constant-time test for a plain int only, and walks
+    # the whole range for an IntEnum or IntFlag member.
+    number = int(value)
+    if allowed is not None and number not in allowed:
+        raise invalid_field(f"{number} is out of range")
+    return number
 
 
 def format_hex(value: int, size: int) -> str:
