@@ -141,7 +141,8 @@ class _TreeBuilder:
     def start(self, name: str, attributes: dict[str, str]) -> None:
         self._depth += 1
         self._elements += 1
-        # The root is the message itself, which TTLV does not count as a level.
+        # A coarse guard while parsing: structures plus one level of leaves. The
+        # exact rule, structures only as in TTLV, is applied when items are built.
         if self._depth > self._limits.max_depth + 1:
             raise invalid_message(f"elements nest deeper than {self._limits.max_depth}")
         if self._elements > self._limits.max_items:
@@ -173,9 +174,6 @@ class _Reader:
         self._substitute = substitute
 
     def item(self, element: ET.Element, attribute: int | None, depth: int) -> Item:
-        if depth > self._limits.max_depth:
-            raise invalid_message(f"elements nest deeper than {self._limits.max_depth}")
-
         # First the tag and the type, from the element's name and attributes.
         attributes = element.attrib
         if element.tag == _UNNAMED:
@@ -193,6 +191,9 @@ class _Reader:
         if item_type == _STRUCTURE:
             if "value" in attributes:
                 raise invalid_message(f"structure {element.tag} has a value attribute")
+            # Structures count as TTLV counts them: a leaf is no level of its own.
+            if depth >= self._limits.max_depth:
+                raise invalid_message(f"structures nest deeper than {self._limits.max_depth}")
             children: list[Item] = []
             context: int | None = None
             for child in element:

@@ -8,7 +8,9 @@ documents sit beside the trees they decode to.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -458,11 +460,30 @@ def test_hand_built_elements_are_checked_too() -> None:
 SMALL = Limits(max_message_size=1024, max_depth=3, max_items=10)
 
 
-def nested(depth: int) -> Item:
-    item = Item(Tag.BATCH_COUNT, I, 1)
+def nested(depth: int, leaf: bool = True) -> Item:
+    """``depth`` structures one inside the other, the innermost holding an Integer or not."""
+    items = [Item(Tag.BATCH_COUNT, I, 1)] if leaf else []
     for _ in range(depth):
-        item = Item(Tag.BATCH_ITEM, S, [item])
-    return item
+        items = [Item(Tag.BATCH_ITEM, S, items)]
+    return items[0]
+
+
+def accepts(read: Callable[[Any, Limits], Item], data: str | bytes) -> bool:
+    try:
+        read(data, SMALL)
+    except KmipError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("depth", [2, 3, 4])
+@pytest.mark.parametrize("leaf", [True, False], ids=["leaf", "empty"])
+def test_xml_and_json_count_depth_as_ttlv_does(depth: int, leaf: bool) -> None:
+    item = nested(depth, leaf)
+    expected = accepts(decode_item, encode_item(item))
+
+    assert accepts(item_from_xml, item_to_xml(item)) == expected
+    assert accepts(item_from_json, item_to_json(item)) == expected
 
 
 def test_limits_are_enforced_on_xml_and_json() -> None:
