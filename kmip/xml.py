@@ -176,6 +176,7 @@ class _Reader:
     def item(self, element: ET.Element, attribute: int | None, depth: int) -> Item:
         # First the tag and the type, from the element's name and attributes.
         attributes = element.attrib
+        name = quoted(element.tag)
         if element.tag == _UNNAMED:
             tag = parse_tag(_required(attributes, "tag", element.tag))
             allowed = {"tag", "type", "value"}
@@ -184,13 +185,13 @@ class _Reader:
             allowed = {"type", "value"}
         unexpected = attributes.keys() - allowed
         if unexpected:
-            raise invalid_message(f"{element.tag} has unexpected attributes {sorted(unexpected)}")
+            raise invalid_message(f"{name} has unexpected attributes {sorted(unexpected)}")
         item_type = parse_type(attributes["type"]) if "type" in attributes else _STRUCTURE
 
         # A Structure's value is its children, read in order with the 1.x context.
         if item_type == _STRUCTURE:
             if "value" in attributes:
-                raise invalid_message(f"structure {element.tag} has a value attribute")
+                raise invalid_message(f"structure {name} has a value attribute")
             # Structures count as TTLV counts them: a leaf is no level of its own.
             if depth >= self._limits.max_depth:
                 raise invalid_message(f"structures nest deeper than {self._limits.max_depth}")
@@ -205,7 +206,7 @@ class _Reader:
 
         # Any other type is one value attribute.
         if len(element):
-            raise invalid_message(f"{type_name(item_type)} {element.tag} has child elements")
+            raise invalid_message(f"{type_name(item_type)} {name} has child elements")
         text = _required(attributes, "value", element.tag)
         placeholder = _PLACEHOLDER.fullmatch(text) if self._substitute is not None else None
         if placeholder is not None and self._substitute is not None:
@@ -228,7 +229,7 @@ def _offset(value: Any, offset: str | None, item_type: ItemType) -> Any:
 def _required(attributes: Mapping[str, str], name: str, element: str) -> str:
     value = attributes.get(name)
     if value is None:
-        raise invalid_message(f"{element} has no {name} attribute")
+        raise invalid_message(f"{quoted(element)} has no {name} attribute")
     return value
 
 
