@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 DEV_DIR ?= dev-cluster
 TYPECHECK := build/typecheck
 
-.PHONY: run test lint typecheck tables check-tables unit bench-codec clean
+.PHONY: run test lint typecheck tables check-tables unit bench-codec conformance clean
 
 # Install (or refresh) the virtualenv whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -42,6 +42,11 @@ check-tables: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+# Every OASIS test case against a follower of a fresh 3-node cluster; writes
+# docs/conformance.md. Not part of `make test`: it takes about a minute.
+conformance: $(STAMP)
+	$(BIN)/python tests/conformance_report.py
 
 # Decode and encode rates of vCenter's Create request, beside PyKMIP's, in one run.
 bench-codec: $(STAMP)

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import KmipError
-from .tables import BlockCipherMode, Operation, Tag
+from .tables import BlockCipherMode, CryptographicAlgorithm, Operation, PaddingMethod, Tag
 from .text_values import format_enumeration, tag_name, type_name, typing_tag
 from .ttlv import NEED_DATA, FrameReader, Item, ItemType, decode_item, encode_item
 from .xml import TEST_CASE_LIMITS, item_from_test_element, test_case_elements
@@ -244,7 +244,9 @@ def _draws_randomness(request: Item) -> bool:
         operation = _operation(batch_item)
         if operation in _RANDOM_OPERATIONS:
             return True
-        if operation == Operation.ENCRYPT and _server_draws_iv(batch_item):
+        if operation == Operation.ENCRYPT and (
+            _server_draws_iv(batch_item) or _rsa_padding(batch_item)
+        ):
             return True
         # PSS and ECDSA signatures are random; the Signature Verify after them is
         # what proves a signature right.
@@ -261,6 +263,14 @@ def _server_draws_iv(batch_item: Item) -> bool:
         return False
     mode = _find(batch_item, Tag.BLOCK_CIPHER_MODE)
     return mode is not None and mode != BlockCipherMode.ECB
+
+
+def _rsa_padding(batch_item: Item) -> bool:
+    """Whether an Encrypt uses RSA padding: OAEP and PKCS#1 v1.5 both draw randomness."""
+    padding = _find(batch_item, Tag.PADDING_METHOD)
+    return padding in (PaddingMethod.OAEP, PaddingMethod.PKCS1_V1_5) or (
+        _find(batch_item, Tag.CRYPTOGRAPHIC_ALGORITHM) == CryptographicAlgorithm.RSA
+    )
 
 
 def _find(item: Item, tag: int) -> Any:

@@ -19,6 +19,17 @@ from .attribute_ops import (
     modify_attribute,
 )
 from .context import Backend, Context
+from .crypto_ops import (
+    decrypt,
+    encrypt,
+    hash_data,
+    mac,
+    mac_verify,
+    rng_retrieve,
+    rng_seed,
+    sign,
+    signature_verify,
+)
 from .object_ops import activate, create, destroy, get, locate, register, revoke
 from .server_ops import SUPPORTED_VERSIONS, discover_versions, query
 
@@ -39,6 +50,15 @@ HANDLERS: dict[Operation, Handler] = {
     Operation.REVOKE: revoke,
     Operation.DESTROY: destroy,
     Operation.LOCATE: locate,
+    Operation.ENCRYPT: encrypt,
+    Operation.DECRYPT: decrypt,
+    Operation.SIGN: sign,
+    Operation.SIGNATURE_VERIFY: signature_verify,
+    Operation.MAC: mac,
+    Operation.MAC_VERIFY: mac_verify,
+    Operation.HASH: hash_data,
+    Operation.RNG_RETRIEVE: rng_retrieve,
+    Operation.RNG_SEED: rng_seed,
 }
 
 # Operations that change state: the ones an Undo batch would have to roll back.

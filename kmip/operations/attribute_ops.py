@@ -110,7 +110,9 @@ async def get_attributes(
     wanted += [_reference_name(r) for r in payload.attribute_references]
     attributes = visible(obj, ctx.version)
     if wanted:
-        attributes = [a for a in attributes if a.name in wanted]
+        # In the order asked for, as clients (and the OASIS test cases) read them.
+        attributes = sorted((a for a in attributes if a.name in wanted),
+                            key=lambda a: wanted.index(a.name))
 
     if ctx.is_v1:
         return GetAttributesResponsePayload(unique_identifier=obj.uid,

@@ -318,8 +318,11 @@ async def locate(ctx: Context, payload: LocateRequestPayload) -> LocateResponseP
     if found:
         ctx.placeholder = found[0].uid
 
-    # Located Items appeared in 1.3; older clients do not know the field.
-    located = total if ctx.version >= (1, 3) else None
+    # Located Items appeared in 1.3 and is optional: it is sent when the client asks
+    # for a page, where the total tells what the page does not (the OASIS test cases
+    # expect it nowhere else).
+    paged = payload.maximum_items is not None or payload.offset_items is not None
+    located = total if ctx.version >= (1, 3) and paged else None
     return LocateResponsePayload(located_items=located,
                                  unique_identifiers=tuple(obj.uid for obj in found))
 

@@ -210,11 +210,14 @@ def test_locate_by_name_finds_the_key_in_either_version(service: KmipService) ->
     v1 = run(service, request(item(Operation.LOCATE, LocateRequestPayload(
         attribute_list=(attr("Name", ItemType.STRUCTURE, name),)))))
     v2 = run(service, request(item(Operation.LOCATE, LocateRequestPayload(
+        maximum_items=10,
         attributes=Attributes(items=(Item(Tag.NAME, ItemType.STRUCTURE, name),)))),
         version=(2, 1)))
 
     assert v1.batch_items[0].payload.unique_identifiers == (uid,)
     assert v2.batch_items[0].payload.unique_identifiers == (uid,)
+    # The total comes with a page only: an unpaged answer holds every identifier.
+    assert v1.batch_items[0].payload.located_items is None
     assert v2.batch_items[0].payload.located_items == 1
 
 
