@@ -131,7 +131,7 @@ class _Reader:
             raise invalid_message(f"expected an object, found {quoted(document)}")
         unexpected = document.keys() - _KEYS
         if unexpected:
-            raise invalid_message(f"object has unexpected keys {sorted(unexpected)}")
+            raise invalid_message(f"object has unexpected keys {quoted(sorted(unexpected))}")
         if "tag" not in document or "value" not in document:
             raise invalid_message("object lacks a tag or a value")
         self._budget -= 1

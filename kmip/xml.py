@@ -185,7 +185,7 @@ class _Reader:
             allowed = {"type", "value"}
         unexpected = attributes.keys() - allowed
         if unexpected:
-            raise invalid_message(f"{name} has unexpected attributes {sorted(unexpected)}")
+            raise invalid_message(f"{name} has unexpected attributes {quoted(sorted(unexpected))}")
         item_type = parse_type(attributes["type"]) if "type" in attributes else _STRUCTURE
 
         # A Structure's value is its children, read in order with the 1.x context.
