@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from keyquorum.cluster.cli_admin import register as register_admin_commands
 from keyquorum.cluster.config import ConfigError, load_config
 from keyquorum.cluster.dev import DEFAULT_BASE_PORT, DevError, DevOptions, run_dev
 
@@ -149,6 +150,10 @@ def conformance(server: str, ca: Path, cert: Path, key: Path, cases: tuple[Path,
                         lambda line: click.echo(line))
     click.echo(summary(results))
     sys.exit(EXIT_OK if all(result.passed for result in results) else EXIT_FAILURE)
+
+
+# scope, role, credential, ca: the admin API from a shell (cluster/cli_admin.py).
+register_admin_commands(cli)
 
 
 def main() -> None:
