@@ -250,7 +250,7 @@ def encode_item(item: Item) -> bytes:
     """Encode one item and everything inside it."""
     try:
         return _encode(item)
-    except (struct.error, TypeError, AttributeError, OverflowError) as error:
+    except (struct.error, TypeError, AttributeError, OverflowError, UnicodeEncodeError) as error:
         raise invalid_field(f"cannot encode tag 0x{item.tag:06X}: {error}") from error
 
 
@@ -286,8 +286,11 @@ def _pad(header: int, raw: bytes) -> bytes:
 
 
 def _check_range(tag: int, value: int, allowed: range) -> None:
-    if value not in allowed:
-        raise invalid_field(f"value {value} of tag 0x{tag:06X} is out of range")
+    # Compared as a plain int: `in range` walks the whole range for an int
+    # subclass such as an IntEnum or IntFlag member, which takes minutes.
+    number = int(value)
+    if not allowed.start <= number < allowed.stop:
+        raise invalid_field(f"value {number} of tag 0x{tag:06X} is out of range")
 
 
 def big_integer_bytes(value: int) -> bytes:

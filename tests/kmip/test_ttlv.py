@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from keyquorum.kmip.errors import KmipError
 from keyquorum.kmip.limits import DEFAULT_LIMITS, Limits
-from keyquorum.kmip.tables import ResultReason
+from keyquorum.kmip.tables import CryptographicUsageMask, ResultReason
 from keyquorum.kmip.ttlv import (
     NEED_DATA,
     FrameReader,
@@ -312,3 +312,18 @@ def test_mutated_messages_decode_or_raise_the_protocol_error(data: st.DataObject
 
     decode_or_protocol_error(bytes(original))
     frame_byte_by_byte(bytes(original))
+
+
+def test_enum_and_flag_members_encode_as_their_numbers() -> None:
+    # An IntFlag member used to make the range check walk 2**32 numbers.
+    usage = CryptographicUsageMask.ENCRYPT | CryptographicUsageMask.DECRYPT
+
+    data = encode_item(Item(T, ItemType.INTEGER, usage))
+
+    assert decode_item(data) == Item(T, ItemType.INTEGER, 12)
+
+
+def test_text_that_is_not_encodable_is_a_protocol_error() -> None:
+    with pytest.raises(KmipError) as caught:
+        encode_item(Item(T, ItemType.TEXT_STRING, "\ud800"))
+    assert caught.value.reason == ResultReason.INVALID_FIELD
