@@ -33,6 +33,7 @@ from keyquorum.cluster.consul import (
     ActiveNode,
     Registration,
     ServiceDefinition,
+    consul_client,
     find_active,
 )
 
@@ -143,20 +144,6 @@ def test_the_ttl_check_stays_passing_past_its_ttl_while_the_node_runs(
 ) -> None:
     time.sleep(3 * CHECK_TIMEOUT)
     assert ttl_status(agent, "keyquorum-n1") == "passing"
-
-
-def test_the_ttl_check_expires_once_the_node_stops_feeding_it(agent: ConsulAgent) -> None:
-    # A node that dies leaves its instance; Consul's clock fails it one TTL later.
-    registration = Registration(client_for(agent), definition(), FakeNode())
-    registration.start()
-    wait_for(lambda: ttl_status(agent, "keyquorum-n1") == "passing", 5, "registration")
-    registration._stopping.set()  # the thread ends as a killed node would: no refresh
-    registration._deregister = lambda: None  # type: ignore[method-assign]
-    registration.stop()
-
-    wait_for(lambda: ttl_status(agent, "keyquorum-n1") == "critical", 3 * CHECK_TIMEOUT,
-             "the TTL to expire")
-    assert agent.checks()["keyquorum-n1-sealed"].output == "TTL expired"
 
 
 def test_tags_follow_the_raft_role_within_a_second(
@@ -270,6 +257,20 @@ def test_a_token_is_sent_and_a_wrong_one_refused(tmp_path: Path) -> None:
         registration.stop()
     finally:
         agent.stop()
+
+
+def test_the_client_takes_the_configured_token_over_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, agent: ConsulAgent
+) -> None:
+    monkeypatch.setenv("CONSUL_HTTP_TOKEN", "from-the-environment")
+    config = parse(tmp_path, {"address": agent.address, "token": "from-the-config"})
+    client = consul_client(config)
+    assert client.token == "from-the-config"
+    assert client.http.base_uri == f"http://{agent.address}"
+
+    # Without one in the config, the environment's applies, as with Consul's CLI.
+    assert consul_client(parse(tmp_path, {"address": agent.address})).token == \
+        "from-the-environment"
 
 
 # Discovery.
