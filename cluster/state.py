@@ -91,6 +91,13 @@ class CreateObject:
 
 
 @dataclass(frozen=True)
+class CreateObjects:
+    """Several objects created together or not at all: a key pair and its links."""
+
+    objects: tuple[CreateObject, ...]
+
+
+@dataclass(frozen=True)
 class AddAttribute:
     scope: ScopeName
     uid: UniqueIdentifier
@@ -148,6 +155,7 @@ class NoOp:
 
 Command = (
     CreateObject
+    | CreateObjects
     | AddAttribute
     | ModifyAttribute
     | DeleteAttribute
@@ -265,6 +273,8 @@ class KeyStore:
         with self._lock:
             if isinstance(command, CreateObject):
                 return self._create(command)
+            if isinstance(command, CreateObjects):
+                return self._create_all(command)
             if isinstance(command, NoOp):
                 return Applied()
             if not isinstance(command, AddAttribute | ModifyAttribute | DeleteAttribute
@@ -300,6 +310,15 @@ class KeyStore:
         objects = pickle.loads(data)
         with self._lock:
             self._objects = objects
+
+    def _create_all(self, command: CreateObjects) -> Outcome:
+        # Check every identifier before creating any, so that a refusal leaves none.
+        keys = [(c.scope, c.uid) for c in command.objects]
+        if not keys or len(set(keys)) != len(keys) or any(k in self._objects for k in keys):
+            return Rejected(ResultReason.OBJECT_ALREADY_EXISTS, "identifier already in use")
+        for create in command.objects:
+            self._create(create)
+        return Applied(command.objects[0].uid)
 
     def _create(self, command: CreateObject) -> Outcome:
         key = (command.scope, command.uid)

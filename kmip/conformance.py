@@ -42,7 +42,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import KmipError
-from .tables import BlockCipherMode, CryptographicAlgorithm, Operation, PaddingMethod, Tag
+from .tables import (
+    BlockCipherMode,
+    CryptographicAlgorithm,
+    ObjectType,
+    Operation,
+    PaddingMethod,
+    Tag,
+)
 from .text_values import format_enumeration, tag_name, type_name, typing_tag
 from .ttlv import NEED_DATA, FrameReader, Item, ItemType, decode_item, encode_item
 from .xml import TEST_CASE_LIMITS, item_from_test_element, test_case_elements
@@ -78,6 +85,11 @@ _OPTIONAL_HEADER = frozenset({Tag.CLIENT_CORRELATION_VALUE, Tag.SERVER_CORRELATI
 # What a Query answer says about the server that answered, not about KMIP: the file
 # shows the reference server's vendor and build.
 _SERVER_SPECIFIC = frozenset({Tag.VENDOR_IDENTIFICATION, Tag.SERVER_INFORMATION})
+
+# Attributes whose value describes the server rather than the object: the random
+# number generator it draws keys from (the files show the reference server's).
+_SERVER_SPECIFIC_VALUES = frozenset({Tag.RANDOM_NUMBER_GENERATOR})
+_SERVER_SPECIFIC_NAMES = frozenset({"Random Number Generator"})
 
 # Query answers list what a server offers. The reference server's lists are in the
 # files; another server passes when it offers at least those, in any order.
@@ -160,8 +172,11 @@ class _Conversation:
     # A random value the file shows, and what this server answered in its place.
     replaced: dict[Any, Any] = field(default_factory=dict)
     generated: bool = False
-    # The operation of the batch item being compared.
+    # Whether the case stored a public or private key (whose encryption is random).
+    asymmetric: bool = False
+    # The operation of the batch item being compared, and the last Attribute Name seen.
     operation: int | None = None
+    attribute: str | None = None
 
     def request_value(self, name: str, item_type: ItemType) -> Any:
         if name in self.bound:
@@ -221,7 +236,9 @@ def _converse(elements: list[ET.Element], transport: Transport) -> None:
 
         # Then the answer, against the file's, tolerating only what may differ.
         expected = item_from_test_element(expected_element, lambda name, _: Wildcard(name))
-        random = conversation.generated or _draws_randomness(request)
+        if _holds_value(request, Tag.OBJECT_TYPE, {ObjectType.PUBLIC_KEY, ObjectType.PRIVATE_KEY}):
+            conversation.asymmetric = True
+        random = conversation.generated or _draws_randomness(request, conversation.asymmetric)
         _compare(expected, answer, f"response {number + 1}", conversation, random)
         if any(_operation(item) in _RANDOM_OPERATIONS for item in _batch_items(request)):
             conversation.generated = True
@@ -238,14 +255,23 @@ def _operation(batch_item: Item) -> int | None:
     return None
 
 
-def _draws_randomness(request: Item) -> bool:
+def _holds_value(item: Item, tag: int, values: set[int]) -> bool:
+    if item.tag == tag and item.value in values:
+        return True
+    return item.type == ItemType.STRUCTURE and any(
+        _holds_value(child, tag, values) for child in item.value)
+
+
+def _draws_randomness(request: Item, asymmetric: bool) -> bool:
     """Whether the server answers this request with randomness it draws itself."""
     for batch_item in _batch_items(request):
         operation = _operation(batch_item)
         if operation in _RANDOM_OPERATIONS:
             return True
+        # RSA encryption pads with random bytes (OAEP and PKCS#1 v1.5 alike); the
+        # key's own parameters may say RSA where the request does not.
         if operation == Operation.ENCRYPT and (
-            _server_draws_iv(batch_item) or _rsa_padding(batch_item)
+            _server_draws_iv(batch_item) or _rsa_padding(batch_item) or asymmetric
         ):
             return True
         # PSS and ECDSA signatures are random; the Signature Verify after them is
@@ -296,6 +322,12 @@ def _compare(
         raise Mismatch(f"{here}: expected a {type_name(expected.type)}, "
                        f"got a {type_name(actual.type)}")
 
+    if expected.tag in _SERVER_SPECIFIC_VALUES or (
+        expected.tag == Tag.ATTRIBUTE_VALUE and conversation.attribute in _SERVER_SPECIFIC_NAMES
+    ):
+        return
+    if expected.tag == Tag.ATTRIBUTE_NAME:
+        conversation.attribute = actual.value
     if expected.type == ItemType.STRUCTURE:
         children = expected.value, actual.value
         if expected.tag == Tag.RESPONSE_HEADER:

@@ -30,8 +30,10 @@ from .crypto_ops import (
     sign,
     signature_verify,
 )
+from .keypair_ops import create_key_pair
 from .object_ops import activate, create, destroy, get, locate, register, revoke
 from .server_ops import SUPPORTED_VERSIONS, discover_versions, query
+from .session_ops import cancel, check, interop, log_message, poll
 
 Handler = Callable[[Context, Any], Awaitable[Any]]
 
@@ -59,11 +61,18 @@ HANDLERS: dict[Operation, Handler] = {
     Operation.HASH: hash_data,
     Operation.RNG_RETRIEVE: rng_retrieve,
     Operation.RNG_SEED: rng_seed,
+    Operation.CHECK: check,
+    Operation.POLL: poll,
+    Operation.CANCEL: cancel,
+    Operation.INTEROP: interop,
+    Operation.LOG: log_message,
+    Operation.CREATE_KEY_PAIR: create_key_pair,
 }
 
 # Operations that change state: the ones an Undo batch would have to roll back.
 WRITES = frozenset({
     Operation.CREATE,
+    Operation.CREATE_KEY_PAIR,
     Operation.REGISTER,
     Operation.ADD_ATTRIBUTE,
     Operation.MODIFY_ATTRIBUTE,

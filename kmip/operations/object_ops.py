@@ -7,6 +7,7 @@ all; the state only checks and records.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import uuid
 
@@ -42,10 +43,12 @@ from ..payloads import (
 )
 from ..tables import (
     CryptographicAlgorithm,
+    HashingAlgorithm,
     KeyFormatType,
     ObjectType,
     ResultReason,
     RevocationReasonCode,
+    RNGAlgorithm,
     Tag,
 )
 from ..ttlv import Item, ItemType, decode_item, encode_item
@@ -91,6 +94,48 @@ def client_attributes(payload: CreateRequestPayload | RegisterRequestPayload) ->
     return []
 
 
+def server_attributes(material: Item, now: int, generated: bool) -> list[StoredAttribute]:
+    """What the server records about an object it stores: its digest, its original
+    creation date and, for what it generated, the generator it used."""
+    found = [StoredAttribute("Original Creation Date",
+                             Item(Tag.ATTRIBUTE_VALUE, ItemType.DATE_TIME, now))]
+    digest = _digest(material)
+    if digest is not None:
+        found.append(StoredAttribute("Digest", digest))
+    if generated:
+        # Keys come from the operating system's CSPRNG (os.urandom / getrandom), a
+        # DRBG; KMIP has no closer name for its algorithm.
+        found.append(StoredAttribute("Random Number Generator", Item(
+            Tag.ATTRIBUTE_VALUE, ItemType.STRUCTURE,
+            [Item(Tag.RNG_ALGORITHM, ItemType.ENUMERATION, int(RNGAlgorithm.DRBG))])))
+    return found
+
+
+def _digest(material: Item) -> Item | None:
+    """The Digest attribute (KMIP 1.4 section 3.17): SHA-256 of the key material, or of
+    the value of an object without a key block, with the format it was taken in."""
+    block = next((c for c in material.value if c.tag == Tag.KEY_BLOCK), None)
+    key_format: int | None = None
+    value: bytes | None = None
+    if block is not None:
+        for child in block.value:
+            if child.tag == Tag.KEY_FORMAT_TYPE:
+                key_format = int(child.value)
+            if child.tag == Tag.KEY_VALUE and child.type == ItemType.STRUCTURE:
+                inner = next((c for c in child.value if c.tag == Tag.KEY_MATERIAL), None)
+                if inner is not None and inner.type == ItemType.BYTE_STRING:
+                    value = inner.value
+    else:
+        value = next((c.value for c in material.value if c.type == ItemType.BYTE_STRING), None)
+    if value is None:
+        return None
+    fields = [Item(Tag.HASHING_ALGORITHM, ItemType.ENUMERATION, int(HashingAlgorithm.SHA_256)),
+              Item(Tag.DIGEST_VALUE, ItemType.BYTE_STRING, hashlib.sha256(value).digest())]
+    if key_format is not None:
+        fields.append(Item(Tag.KEY_FORMAT_TYPE, ItemType.ENUMERATION, key_format))
+    return Item(Tag.ATTRIBUTE_VALUE, ItemType.STRUCTURE, fields)
+
+
 def _single(attributes: list[StoredAttribute], name: str) -> Item | None:
     values = [a.value for a in attributes if a.name == name]
     if len(values) > 1:
@@ -98,7 +143,7 @@ def _single(attributes: list[StoredAttribute], name: str) -> Item | None:
     return values[0] if values else None
 
 
-def _checked(requested: list[Attribute]) -> list[StoredAttribute]:
+def checked_attributes(requested: list[Attribute]) -> list[StoredAttribute]:
     attributes = [stored(a) for a in requested]
     names = [a.value for a in attributes if a.name == "Name"]
     if any(name in names[:position] for position, name in enumerate(names)):
@@ -114,7 +159,7 @@ async def create(ctx: Context, payload: CreateRequestPayload) -> CreateResponseP
     if payload.object_type != ObjectType.SYMMETRIC_KEY:
         raise KmipError(ResultReason.INVALID_OBJECT_TYPE,
                         "Create makes symmetric keys; use Create Key Pair for key pairs")
-    attributes = _checked(client_attributes(payload))
+    attributes = checked_attributes(client_attributes(payload))
 
     # First check the algorithm and length the client asked for.
     algorithm_item = _single(attributes, "Cryptographic Algorithm")
@@ -140,13 +185,16 @@ async def create(ctx: Context, payload: CreateRequestPayload) -> CreateResponseP
         cryptographic_algorithm=CryptographicAlgorithm(algorithm),
         cryptographic_length=length,
     ))
+    material = to_item(key, Tag.SYMMETRIC_KEY)
+    now = ctx.now()
+    attributes += server_attributes(material, now, generated=True)
     uid = await ctx.write(CreateObject(
         scope=ctx.scope,
         uid=ObjectId(str(uuid.uuid4())),
         object_type=ObjectType.SYMMETRIC_KEY,
         attributes=tuple(attributes),
-        material=encode_item(to_item(key, Tag.SYMMETRIC_KEY)),
-        now=ctx.now(),
+        material=encode_item(material),
+        now=now,
     ))
     return CreateResponsePayload(object_type=ObjectType.SYMMETRIC_KEY, unique_identifier=uid)
 
@@ -159,7 +207,7 @@ async def register(ctx: Context, payload: RegisterRequestPayload) -> RegisterRes
                         "Register needs the object to register")
     if payload.object.TAG != _object_tag(payload.object_type):
         raise invalid_field("the object does not match the Object Type")
-    attributes = _checked(client_attributes(payload))
+    attributes = checked_attributes(client_attributes(payload))
 
     # Algorithm and length describe a key; take them from its key block when the
     # client did not repeat them as attributes.
@@ -167,13 +215,16 @@ async def register(ctx: Context, payload: RegisterRequestPayload) -> RegisterRes
     if isinstance(key_block, KeyBlock):
         attributes += _key_block_attributes(key_block, attributes)
 
+    material = to_item(payload.object, payload.object.TAG)
+    now = ctx.now()
+    attributes += server_attributes(material, now, generated=False)
     uid = await ctx.write(CreateObject(
         scope=ctx.scope,
         uid=ObjectId(str(uuid.uuid4())),
         object_type=ObjectType(payload.object_type),
         attributes=tuple(attributes),
-        material=encode_item(to_item(payload.object, payload.object.TAG)),
-        now=ctx.now(),
+        material=encode_item(material),
+        now=now,
     ))
     return RegisterResponsePayload(unique_identifier=uid)
 

@@ -1,0 +1,46 @@
+"""A handful of OASIS test cases through a real 3-node cluster, in the normal suite.
+
+`make conformance` runs all 168; these few keep the everyday suite honest about the
+paths they cross: a key lifecycle in 1.4 and 2.1 through a follower (writes
+forwarded through Raft, reads after a barrier), encryption with a generated key,
+a multi-part GCM operation, and Create Key Pair with Sign and Signature Verify.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import Cluster
+
+from keyquorum.kmip.conformance import TlsTransport, client_context, run_case
+
+CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
+CASES = [
+    "kmip-1.4/mandatory/SKLC-M-1-14.xml",
+    "kmip-2.1/mandatory/SKLC-M-1-21.xml",
+    "kmip-1.4/mandatory/TL-M-2-14.xml",
+    "kmip-1.4/mandatory/CS-BC-M-3-14.xml",
+    "kmip-1.4/mandatory/CS-BC-M-GCM-3-14.xml",
+    "kmip-1.4/mandatory/AKLC-M-2-14.xml",
+]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    running = Cluster(tmp_path_factory.mktemp("conformance") / "cluster")
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: Path(case).stem)
+def test_case_passes_through_a_follower(cluster: Cluster, case: str) -> None:
+    follower = cluster.nodes[cluster.followers(cluster.leader())[0]]
+    context = client_context(cluster.ca, cluster.client_cert, cluster.client_key)
+
+    result = run_case(CONFORMANCE / case,
+                      lambda: TlsTransport(follower.kmip_host, follower.kmip_port, context))
+
+    assert result.passed, result.difference
