@@ -19,7 +19,6 @@ Formats, as in Vault's KMIP engine plus one file for tools that want a single fi
 from __future__ import annotations
 
 import base64
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -198,7 +197,3 @@ def ca_key_type(key_type: str, key_bits: int) -> KeyType:
     """The pki KeyType for ("ec", 384) and the like; ValueError listing what is allowed."""
     return KeyType.parse(f"{key_type}-{'p' if key_type == 'ec' else ''}{key_bits}")
 
-
-def certificate_sha256(pem: bytes) -> str:
-    return hashlib.sha256(x509.load_pem_x509_certificate(pem).public_bytes(
-        serialization.Encoding.DER)).hexdigest()
