@@ -81,7 +81,7 @@ _SIGNATURE_ALGORITHMS: dict[int, tuple[int, int | None]] = {
 
 # Modes that take an IV, nonce or counter, and its length in bytes when the server
 # draws one (NIST SP 800-38A/D: a block for CBC/CFB/OFB/CTR, 96 bits for GCM).
-_IV_LENGTH = {
+_IV_LENGTH: dict[int, int] = {
     BlockCipherMode.CBC: 16, BlockCipherMode.CFB: 16, BlockCipherMode.OFB: 16,
     BlockCipherMode.CTR: 16, BlockCipherMode.GCM: 12, BlockCipherMode.XTS: 16,
     BlockCipherMode.AEAD: 12,
@@ -156,7 +156,10 @@ def _mode(mode: int, iv: bytes | None) -> Any:
         if mode == BlockCipherMode.ECB:
             return modes.ECB()
         if iv is None:
-            raise crypto_failure("this mode needs an IV, counter or nonce")
+            # The request lacks a field the operation needs: the OASIS cases (CS-BC-M-12)
+            # answer Invalid Message, not a cryptographic failure.
+            raise KmipError(ResultReason.INVALID_MESSAGE,
+                            "this mode needs an IV, counter or nonce: send IV/Counter/Nonce")
         if mode == BlockCipherMode.CBC:
             return modes.CBC(iv)
         if mode == BlockCipherMode.CFB:
@@ -234,20 +237,20 @@ def start_cipher(
             cipher = Cipher(algorithms.ChaCha20(key, nonce), mode=None)
         except ValueError as error:
             raise crypto_failure(f"unusable ChaCha20 key or nonce: {error}") from None
-        context = cipher.encryptor() if encrypt else cipher.decryptor()
-        return StreamCipher(context, None, None)
+        stream = cipher.encryptor() if encrypt else cipher.decryptor()
+        return StreamCipher(stream, None, None)
 
     mode = params.block_cipher_mode or BlockCipherMode.ECB
-    cipher = Cipher(_block_algorithm(algorithm, key), _mode(mode, iv))
+    block_cipher = Cipher(_block_algorithm(algorithm, key), _mode(mode, iv))
     try:
-        context: Any = cipher.encryptor() if encrypt else cipher.decryptor()
+        context: Any = block_cipher.encryptor() if encrypt else block_cipher.decryptor()
     except ValueError as error:
         raise crypto_failure(f"unusable key for this mode: {error}") from None
     if aad and mode == BlockCipherMode.GCM:
         context.authenticate_additional_data(aad)
     padder = None
     if _padded(params, mode):
-        block = block_padding.PKCS7(cipher.algorithm.block_size)  # type: ignore[attr-defined]
+        block = block_padding.PKCS7(block_cipher.algorithm.block_size)  # type: ignore[attr-defined]
         padder = block.padder() if encrypt else block.unpadder()
         if not encrypt:
             return _UnpaddingCipher(context, padder)

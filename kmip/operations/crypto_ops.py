@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from keyquorum.cluster.state import ManagedObject
+from keyquorum.cluster.state import UniqueIdentifier as ObjectId
 
 from .. import crypto
 from ..errors import KmipError, invalid_field
@@ -81,7 +82,7 @@ _PROCESS_STATES = frozenset({State.ACTIVE, State.DEACTIVATED, State.COMPROMISED}
 class _Stream:
     """A multi-part operation between its first and last part."""
 
-    uid: str
+    uid: ObjectId
     operation: str
     touched: float
     cipher: crypto.StreamCipher | None = None
@@ -292,7 +293,7 @@ async def _cipher(
 
 
 def _cipher_answer(
-    encrypting: bool, uid: str, data: bytes, iv: bytes | None = None,
+    encrypting: bool, uid: ObjectId, data: bytes, iv: bytes | None = None,
     tag: bytes | None = None, correlation: bytes | None = None,
 ) -> EncryptResponsePayload | DecryptResponsePayload:
     if encrypting:
@@ -380,7 +381,7 @@ async def mac_verify(ctx: Context, payload: MACVerifyRequestPayload) -> MACVerif
 # Multi-part data for operations that need all of it at the end.
 
 
-def _gather(payload: Any, operation: str, uid: str) -> tuple[bytes | None, bytes | None]:
+def _gather(payload: Any, operation: str, uid: ObjectId) -> tuple[bytes | None, bytes | None]:
     """All the data of a one-part operation, or of a multi-part one at its last part.
 
     Returns the data and None, or, while parts are still to come, None and the

@@ -9,6 +9,7 @@ SubjectPublicKeyInfo (public), the formats the OASIS test cases read them back i
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -54,7 +55,7 @@ def _attributes(template: TemplateAttribute | None, v2: object) -> list[Attribut
     return [attribute_from_v2(item) for item in items or ()]
 
 
-def _value(attributes: list[StoredAttribute], name: str) -> object:
+def _value(attributes: list[StoredAttribute], name: str) -> Any:
     for attribute in reversed(attributes):  # the specific template overrides the common one
         if attribute.name == name:
             return attribute.value.value
@@ -85,7 +86,7 @@ async def create_key_pair(
         if length not in RSA_LENGTHS:
             raise KmipError(ResultReason.INVALID_FIELD,
                             f"RSA keys are {sorted(RSA_LENGTHS)} bits, not {length}")
-        key = rsa.generate_private_key(public_exponent=65537, key_size=int(length))  # type: ignore[arg-type]
+        key = rsa.generate_private_key(public_exponent=65537, key_size=int(length))
         private_der = key.private_bytes(serialization.Encoding.DER,
                                         serialization.PrivateFormat.TraditionalOpenSSL,
                                         serialization.NoEncryption())
@@ -95,11 +96,11 @@ async def create_key_pair(
     elif algorithm in (CryptographicAlgorithm.EC, CryptographicAlgorithm.ECDSA,
                        CryptographicAlgorithm.ECDH):
         if curve is None:
-            curve = _CURVE_BY_LENGTH.get(length)  # type: ignore[arg-type]
+            curve = _CURVE_BY_LENGTH.get(length)
         if curve not in _CURVES:
             raise KmipError(ResultReason.INVALID_FIELD,
                             "EC keys need Recommended Curve P-256, P-384 or P-521")
-        ec_curve, length = _CURVES[curve]  # type: ignore[index]
+        ec_curve, length = _CURVES[curve]
         ec_key = ec.generate_private_key(ec_curve)
         private_der = ec_key.private_bytes(serialization.Encoding.DER,
                                            serialization.PrivateFormat.PKCS8,
@@ -125,11 +126,11 @@ async def create_key_pair(
         obj = cls(key_block=KeyBlock(
             key_format_type=key_format,
             key_value=KeyValue(key_material=der),
-            cryptographic_algorithm=CryptographicAlgorithm(int(algorithm)),  # type: ignore[arg-type]
-            cryptographic_length=int(length),  # type: ignore[arg-type]
+            cryptographic_algorithm=CryptographicAlgorithm(int(algorithm)),
+            cryptographic_length=int(length),
         ))
         material = to_item(obj, cls.TAG)
-        stored = _with_defaults(attributes, int(algorithm), int(length))  # type: ignore[arg-type]
+        stored = _with_defaults(attributes, int(algorithm), int(length))
         stored.append(StoredAttribute("Link", Item(Tag.ATTRIBUTE_VALUE, ItemType.STRUCTURE, [
             Item(Tag.LINK_TYPE, ItemType.ENUMERATION, int(link)),
             Item(Tag.LINKED_OBJECT_IDENTIFIER, ItemType.TEXT_STRING, other),
