@@ -537,6 +537,9 @@ def admin_router(backend: AdminBackend) -> APIRouter:
         who.may(write=False, scope=None)
         await backend.barrier()
         settings = tenancy.listener()
+        # The listen address is each node's own (node.toml) and shown, not set, here:
+        # rebinding a socket at run time is not supported; the SAN names, TLS
+        # version and ciphers are cluster-wide and apply without a restart.
         return {
             "listen_addrs": [str(backend.config.kmip.listen)],
             "server_hostnames": list(settings.server_hostnames),

@@ -82,6 +82,8 @@ class KmipAccess:
         return Grant(credential.scope, role.settings.flags, f"credential:{serial:x}")
 
     def _rule_grant(self, imported: ImportedCa, certificate: x509.Certificate) -> Grant | None:
+        # Shortcoming: one certificate of an imported CA cannot be revoked here (no
+        # CRL or OCSP is read); remove the CA or delete the role to cut its clients off.
         rule: MappingRule = imported.rule
         scope = rule.scope or _subject_field(certificate, rule.scope_field)
         role_name = rule.role or _subject_field(certificate, rule.role_field)
