@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 DEV_DIR ?= dev-cluster
 TYPECHECK := build/typecheck
 
-.PHONY: run test lint typecheck tables check-tables unit bench-codec conformance clean
+.PHONY: run test lint typecheck tables check-tables proto check-proto unit bench-codec conformance clean
 
 # Install (or refresh) the virtualenv whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/keyquorum dev --nodes 3 --dir $(DEV_DIR)
 
 # Everything CI checks: lint, types, generated tables, the test suite.
-test: lint typecheck check-tables unit
+test: lint typecheck check-tables check-proto unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,6 +39,13 @@ tables: $(STAMP)
 
 check-tables: $(STAMP)
 	$(BIN)/python -m keyquorum.kmip.gen_tables --check
+
+# Regenerate proto/replication_pb2*.py from proto/replication.proto.
+proto: $(STAMP)
+	$(BIN)/python -m keyquorum.proto.generate
+
+check-proto: $(STAMP)
+	$(BIN)/python -m keyquorum.proto.generate --check
 
 unit: $(STAMP)
 	$(BIN)/pytest
