@@ -1,0 +1,163 @@
+"""The replication sequence in the state machine: numbering, changelog, secondaries."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from keyquorum.cluster import replication_wire
+from keyquorum.cluster.replication_state import (
+    ApplyChanges,
+    ApplySnapshot,
+    CertificateAuthority,
+    Demote,
+    EnablePrimary,
+    EnableSecondary,
+    Forwarded,
+    ForwardedOutcome,
+    IssueDrOperationToken,
+    Mode,
+    PrimaryLink,
+    Promote,
+    ReplicationState,
+)
+from keyquorum.cluster.state import Applied, CreateObject, Destroy, NoOp, Rejected, ScopeName
+from keyquorum.cluster.tenancy import CreateScope, Done, Refused
+from keyquorum.kmip.objects import UniqueIdentifier
+from keyquorum.kmip.tables import ObjectType
+
+SCOPE = ScopeName("default")
+CA = CertificateAuthority(b"ca", b"key")
+LINK = PrimaryLink("dc1", ("127.0.0.1:1",), b"ca", b"cert", b"key")
+
+
+def create(uid: str) -> CreateObject:
+    return CreateObject(SCOPE, UniqueIdentifier(uid), ObjectType.SYMMETRIC_KEY, (),
+                        b"wrapped", now=1_700_000_000)
+
+
+def primary(changelog_size: int = 100) -> ReplicationState:
+    state = ReplicationState(changelog_size=changelog_size)
+    state.apply(EnablePrimary("dc1", CA))
+    state.apply(CreateScope(SCOPE, now=1))
+    return state
+
+
+def secondary(kind: Mode = Mode.PERFORMANCE) -> ReplicationState:
+    state = ReplicationState()
+    state.apply(EnableSecondary(kind, "dc2", LINK))
+    return state
+
+
+def test_each_successful_change_takes_the_next_number_and_nothing_else_does() -> None:
+    state = primary()
+    assert state.sequence == 1  # the scope
+
+    assert isinstance(state.apply(create("a")), Applied)
+    assert isinstance(state.apply(create("a")), Rejected)  # refused: no number
+    state.apply(NoOp())
+    assert isinstance(state.apply(Destroy(SCOPE, UniqueIdentifier("a"), now=2)), Applied)
+
+    assert state.sequence == 3
+    assert [c.sequence for c in state.changes_after(0) or []] == [1, 2, 3]
+    assert [type(c.command) for c in state.changes_after(1) or []] == [CreateObject, Destroy]
+    assert state.changes_after(3) == []
+
+
+def test_the_changelog_is_bounded_and_an_older_gap_asks_for_a_snapshot() -> None:
+    state = primary(changelog_size=5)
+    for n in range(10):
+        state.apply(create(f"k{n}"))
+
+    assert state.sequence == 11
+    assert [c.sequence for c in state.changes_after(6) or []] == [7, 8, 9, 10, 11]
+    assert state.changes_after(5) is None
+    sequence, data = state.snapshot_at()
+    assert sequence == 11
+    replication_wire.check_snapshot(data)
+
+
+def test_the_sequence_and_changelog_survive_a_dump() -> None:
+    state = primary()
+    state.apply(create("a"))
+    restored = ReplicationState()
+    restored.restore(state.snapshot())
+
+    assert restored.sequence == 2 and restored.mode == Mode.PRIMARY
+    assert restored.changes_after(0) == state.changes_after(0)
+    assert restored.digest() == state.digest()
+
+
+def test_a_secondary_takes_the_snapshot_then_changes_without_gap_or_duplicate() -> None:
+    source = primary()
+    for n in range(3):
+        source.apply(create(f"k{n}"))
+    replica = secondary()
+
+    # Nothing applies before the snapshot; then the snapshot replaces the state.
+    early = ApplyChanges(tuple(source.changes_after(0) or []))
+    assert isinstance(replica.apply(early), Refused)
+    sequence, data = source.snapshot_at()
+    assert replica.apply(ApplySnapshot(sequence, data)) == Done(4)
+
+    # A run overlapping what it has (a duplicate after a leader change) skips the
+    # overlap; a run that leaves a gap is refused whole.
+    source.apply(create("k3"))
+    source.apply(create("k4"))
+    source.apply(create("k5"))
+    newer = source.changes_after(2) or []
+    assert replica.apply(ApplyChanges(tuple(newer[:3]))) == Done(5)
+    assert isinstance(replica.apply(ApplyChanges(tuple(newer[4:]))), Refused)
+    assert replica.sequence == 5
+    assert replica.apply(ApplyChanges(tuple(newer))) == Done(7)
+    assert replica.apply(ApplyChanges(tuple(newer))) == Done(7)
+
+    assert replica.digest() == source.digest()
+    assert len(replica.keys) == 6
+
+
+def test_a_secondary_refuses_local_writes_and_the_primary_answers_forwarded_ones() -> None:
+    replica = secondary()
+    refused = replica.apply(create("x"))
+    assert isinstance(refused, Rejected)
+    assert "secondary" in refused.message
+    assert isinstance(replica.apply(CreateScope(ScopeName("other"), now=1)), Refused)
+
+    source = primary()
+    answer = source.apply(Forwarded(create("x")))
+    assert answer == ForwardedOutcome(Applied(UniqueIdentifier("x")), 2)
+    again = source.apply(Forwarded(create("x")))
+    assert isinstance(again, ForwardedOutcome) and again.sequence == 0
+
+
+def test_promotion_needs_a_dr_operation_token_once_and_keeps_the_numbering() -> None:
+    source = primary()
+    source.apply(create("a"))
+    replica = secondary(Mode.DR)
+    replica.apply(ApplySnapshot(*source.snapshot_at()))
+
+    assert isinstance(replica.apply(Promote("nope", CA, now=10)), Refused)
+    replica.apply(IssueDrOperationToken("hash", expires_at=100))
+    assert replica.apply(Promote("hash", CA, now=10)) == Done(2)
+    assert replica.mode == Mode.PRIMARY
+    assert isinstance(replica.apply(create("b")), Applied)
+    assert replica.sequence == 3
+
+    assert replica.apply(Demote()) == Done(3)
+    assert replica.mode == Mode.DR
+
+
+def test_the_wire_reader_refuses_anything_but_our_own_types() -> None:
+    command = create("a")
+    assert replication_wire.loads(replication_wire.dumps(command)) == command
+
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            import os
+            return (os.system, ("true",))
+
+    with pytest.raises(replication_wire.WireError, match="refused"):
+        replication_wire.loads(pickle.dumps(Evil()))
+    with pytest.raises(replication_wire.WireError):
+        replication_wire.loads(b"not a pickle")
