@@ -148,6 +148,9 @@ class DevNode:
     kmip_port: int
     raft_port: int
     api_port: int
+    # The address every listener binds; the chaos harness gives each node its own
+    # in a network namespace (tests/chaos/netns_cluster.py).
+    host: str = "127.0.0.1"
 
     @property
     def config_file(self) -> Path:
@@ -159,15 +162,15 @@ class DevNode:
 
     @property
     def kmip_address(self) -> str:
-        return f"127.0.0.1:{self.kmip_port}"
+        return f"{self.host}:{self.kmip_port}"
 
     @property
     def raft_address(self) -> str:
-        return f"127.0.0.1:{self.raft_port}"
+        return f"{self.host}:{self.raft_port}"
 
     @property
     def api_url(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.host}:{self.api_port}"
 
 
 def node_ids(count: int) -> list[NodeId]:
@@ -219,7 +222,7 @@ peers = [{peer_list}]
 password_file = {_toml_string(str(layout.password_file))}
 
 [api]
-listen = {_toml_string(f"127.0.0.1:{node.api_port}")}
+listen = {_toml_string(f"{node.host}:{node.api_port}")}
 admin_token_file = {_toml_string(str(layout.admin_token_file))}
 """
 
