@@ -37,6 +37,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_KMIP_LISTEN = f"0.0.0.0:{KMIP_PORT}"
 DEFAULT_RAFT_LISTEN = "127.0.0.1:7000"
 DEFAULT_API_LISTEN = "127.0.0.1:8696"
+DEFAULT_REPLICATION_LISTEN = "0.0.0.0:8697"
 
 # The front end's limits, each justified where it is defined.
 DEFAULT_IDLE_TIMEOUT_SECONDS = IDLE_TIMEOUT
@@ -196,6 +197,19 @@ class ConsulSettings:
 
 
 @dataclass(frozen=True)
+class ReplicationSettings:
+    """[replication]: the gRPC port other clusters replicate through; no section, none."""
+
+    # host:port to bind; "0.0.0.0:8697" by default: other datacenters dial it, and
+    # nothing is served before mutual TLS with the replication CA. Port 0 picks a
+    # free port (the dev cluster), which the node then announces.
+    listen: ListenAddress
+    # host:port other clusters dial to reach this node; listen by default, which
+    # must then name a concrete host.
+    advertise: str | None = None
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """A whole node configuration, as read from `source`."""
 
@@ -206,6 +220,7 @@ class NodeConfig:
     raft: RaftSettings
     api: ApiSettings
     consul: ConsulSettings | None = None
+    replication: ReplicationSettings | None = None
 
 
 def load_config(path: Path) -> NodeConfig:
@@ -223,6 +238,7 @@ def parse_config(document: dict[str, Any], *, base_dir: Path, source: Path) -> N
     """Check a decoded TOML document; relative paths are taken from `base_dir`."""
     root = _Table("", document, base_dir)
     names = ("node", "kmip", "tls", "raft", "api", "consul")
+    names += ("replication",)
     sections = {name: root.table(name) for name in names}
     root.refuse_unknown()
 
@@ -233,10 +249,13 @@ def parse_config(document: dict[str, Any], *, base_dir: Path, source: Path) -> N
     raft = _raft_settings(sections["raft"], node)
     api = _api_settings(sections["api"], tls)
     consul = _consul_settings(sections["consul"]) if root.has("consul") else None
+    replication = (_replication_settings(sections["replication"])
+                   if root.has("replication") else None)
     for section in sections.values():
         section.refuse_unknown()
 
     return NodeConfig(
+        replication=replication,
         source=source, node=node, kmip=kmip, tls=tls, raft=raft, api=api, consul=consul
     )
 
@@ -419,6 +438,15 @@ def _consul_settings(table: _Table) -> ConsulSettings:
         service_address=table.string("service_address") if table.has("service_address") else None,
         disable_registration=table.boolean("disable_registration", False),
     )
+
+
+def _replication_settings(table: _Table) -> ReplicationSettings:
+    listen = table.listen_address("listen", DEFAULT_REPLICATION_LISTEN)
+    advertise = table.node_address("advertise") if table.has("advertise") else None
+    if advertise is None and listen.host in _WILDCARD_HOSTS:
+        raise table.error("advertise", f"required when listen is a wildcard ({listen}): the "
+                                       "host:port other clusters dial to reach this node")
+    return ReplicationSettings(listen=listen, advertise=advertise)
 
 
 def _consul_token(table: _Table) -> str | None:

@@ -224,6 +224,10 @@ password_file = {_toml_string(str(layout.password_file))}
 [api]
 listen = {_toml_string(f"{node.host}:{node.api_port}")}
 admin_token_file = {_toml_string(str(layout.admin_token_file))}
+
+[replication]
+# Port 0: a free port, announced to the cluster (cluster/replication_state.py).
+listen = "127.0.0.1:0"
 """
 
 
