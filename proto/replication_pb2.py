@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11replication.proto\x12\x18keyquorum.replication.v1\"w\n\x0f\x41\x63tivateRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12\x14\n\x0ctoken_secret\x18\x03 \x01(\x0c\x12\x14\n\x0csecondary_id\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\"H\n\x10\x41\x63tivateResponse\x12\x1a\n\x12primary_cluster_id\x18\x01 \x01(\t\x12\x18\n\x10primary_sequence\x18\x02 \x01(\x04\"W\n\rStreamRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x14\n\x0csecondary_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04\"B\n\x06\x43hange\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\x0c\x12\x15\n\rapplied_at_ms\x18\x03 \x01(\x03\"+\n\x08Snapshot\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\r\n\x05state\x18\x02 \x01(\x0c\"\xb8\x01\n\rStreamMessage\x12\x36\n\x08snapshot\x18\x01 \x01(\x0b\x32\".keyquorum.replication.v1.SnapshotH\x00\x12\x32\n\x06\x63hange\x18\x02 \x01(\x0b\x32 .keyquorum.replication.v1.ChangeH\x00\x12\x18\n\x10primary_sequence\x18\x03 \x01(\x04\x12\x19\n\x11primary_addresses\x18\x04 \x03(\tB\x06\n\x04\x62ody\"O\n\x0e\x46orwardRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\x0c\"4\n\x0f\x46orwardResponse\x12\x0f\n\x07outcome\x18\x01 \x01(\x0c\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x32\xba\x02\n\x0bReplication\x12\x61\n\x08\x41\x63tivate\x12).keyquorum.replication.v1.ActivateRequest\x1a*.keyquorum.replication.v1.ActivateResponse\x12\x63\n\rStreamChanges\x12\'.keyquorum.replication.v1.StreamRequest\x1a\'.keyquorum.replication.v1.StreamMessage0\x01\x12\x63\n\x0c\x46orwardWrite\x12(.keyquorum.replication.v1.ForwardRequest\x1a).keyquorum.replication.v1.ForwardResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11replication.proto\x12\x18keyquorum.replication.v1\"w\n\x0f\x41\x63tivateRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12\x14\n\x0ctoken_secret\x18\x03 \x01(\x0c\x12\x14\n\x0csecondary_id\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\"H\n\x10\x41\x63tivateResponse\x12\x1a\n\x12primary_cluster_id\x18\x01 \x01(\t\x12\x18\n\x10primary_sequence\x18\x02 \x01(\x04\"W\n\rStreamRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x14\n\x0csecondary_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04\"B\n\x06\x43hange\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\x0c\x12\x15\n\rapplied_at_ms\x18\x03 \x01(\x03\"+\n\x08Snapshot\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\r\n\x05state\x18\x02 \x01(\x0c\"\xad\x01\n\rStreamMessage\x12\x34\n\x08snapshot\x18\x01 \x01(\x0b\x32\".keyquorum.replication.v1.Snapshot\x12\x31\n\x07\x63hanges\x18\x02 \x03(\x0b\x32 .keyquorum.replication.v1.Change\x12\x18\n\x10primary_sequence\x18\x03 \x01(\x04\x12\x19\n\x11primary_addresses\x18\x04 \x03(\t\"O\n\x0e\x46orwardRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x03 \x01(\x0c\"4\n\x0f\x46orwardResponse\x12\x0f\n\x07outcome\x18\x01 \x01(\x0c\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x32\xba\x02\n\x0bReplication\x12\x61\n\x08\x41\x63tivate\x12).keyquorum.replication.v1.ActivateRequest\x1a*.keyquorum.replication.v1.ActivateResponse\x12\x63\n\rStreamChanges\x12\'.keyquorum.replication.v1.StreamRequest\x1a\'.keyquorum.replication.v1.StreamMessage0\x01\x12\x63\n\x0c\x46orwardWrite\x12(.keyquorum.replication.v1.ForwardRequest\x1a).keyquorum.replication.v1.ForwardResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,11 +42,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SNAPSHOT']._serialized_start=399
   _globals['_SNAPSHOT']._serialized_end=442
   _globals['_STREAMMESSAGE']._serialized_start=445
-  _globals['_STREAMMESSAGE']._serialized_end=629
-  _globals['_FORWARDREQUEST']._serialized_start=631
-  _globals['_FORWARDREQUEST']._serialized_end=710
-  _globals['_FORWARDRESPONSE']._serialized_start=712
-  _globals['_FORWARDRESPONSE']._serialized_end=764
-  _globals['_REPLICATION']._serialized_start=767
-  _globals['_REPLICATION']._serialized_end=1081
+  _globals['_STREAMMESSAGE']._serialized_end=618
+  _globals['_FORWARDREQUEST']._serialized_start=620
+  _globals['_FORWARDREQUEST']._serialized_end=699
+  _globals['_FORWARDRESPONSE']._serialized_start=701
+  _globals['_FORWARDRESPONSE']._serialized_end=753
+  _globals['_REPLICATION']._serialized_start=756
+  _globals['_REPLICATION']._serialized_end=1070
 # @@protoc_insertion_point(module_scope)

@@ -57,16 +57,16 @@ class Snapshot(_message.Message):
     def __init__(self, sequence: _Optional[int] = ..., state: _Optional[bytes] = ...) -> None: ...
 
 class StreamMessage(_message.Message):
-    __slots__ = ("snapshot", "change", "primary_sequence", "primary_addresses")
+    __slots__ = ("snapshot", "changes", "primary_sequence", "primary_addresses")
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
-    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     snapshot: Snapshot
-    change: Change
+    changes: _containers.RepeatedCompositeFieldContainer[Change]
     primary_sequence: int
     primary_addresses: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., change: _Optional[_Union[Change, _Mapping]] = ..., primary_sequence: _Optional[int] = ..., primary_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., primary_sequence: _Optional[int] = ..., primary_addresses: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ForwardRequest(_message.Message):
     __slots__ = ("protocol_version", "request_id", "command")
