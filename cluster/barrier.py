@@ -204,14 +204,17 @@ class BarrierRecord:
 
     def open_with_root(self, root_key: bytes) -> Keyring:
         """The keyring, if ``root_key`` is this record's root key; BarrierError if not."""
-        keyring = Keyring.from_bytes(open_with_key(root_key, self.keyring_under_root,
-                                                   _UNDER_ROOT))
-        if keyring.root_key != root_key:
-            raise BarrierError("the keyring names another root key")
-        return keyring
+        return open_keyring_under_root(root_key, self.keyring_under_root)
 
     def open_with_previous(self, previous: Keyring) -> Keyring:
         return Keyring.from_bytes(previous.decrypt(self.keyring_under_term, _UNDER_TERM))
+
+
+def open_keyring_under_root(root_key: bytes, sealed: bytes) -> Keyring:
+    keyring = Keyring.from_bytes(open_with_key(root_key, sealed, _UNDER_ROOT))
+    if keyring.root_key != root_key:
+        raise BarrierError("the keyring names another root key")
+    return keyring
 
 
 def seal_keyring_under_root(keyring: Keyring) -> bytes:

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from keyquorum.cluster.cli_admin import register as register_admin_commands
+from keyquorum.cluster.cli_operator import register as register_operator_commands
 from keyquorum.cluster.config import ConfigError, load_config
 from keyquorum.cluster.dev import DEFAULT_BASE_PORT, DevError, DevOptions, run_dev
 
@@ -154,6 +155,8 @@ def conformance(server: str, ca: Path, cert: Path, key: Path, cases: tuple[Path,
 
 # scope, role, credential, ca: the admin API from a shell (cluster/cli_admin.py).
 register_admin_commands(cli)
+# operator init|unseal|seal|seal-status|rotate|rekey|snapshot (cluster/cli_operator.py).
+register_operator_commands(cli)
 
 
 def main() -> None:

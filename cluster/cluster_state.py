@@ -1,9 +1,11 @@
 """The node's whole replicated state: the key store and the tenancy tables, as one.
 
 The Raft log drives one state machine. ``ClusterState`` is that machine: it routes
-each command to the part that owns it (tenancy commands to ``TenancyState``,
-everything else to the ``KeyStore``) and dumps both into one snapshot, so a node
-restored from a snapshot has keys and credentials from the same log index.
+each command to the part that owns it (tenancy commands to ``TenancyState``, the
+barrier's to ``BarrierState``, everything else to the ``KeyStore``) and dumps all
+three into one snapshot, so a node restored from a snapshot has keys, credentials
+and the keyring that opens them from the same log index. ``RestoreState`` (an
+operator's snapshot restore) replaces all three at once.
 
 Two commands need both parts, and are checked here before either changes:
 
@@ -19,10 +21,12 @@ import pickle
 
 from keyquorum.kmip.tables import ResultReason
 
+from .barrier import BARRIER_COMMANDS, BarrierState, RestoreState
 from .state import CreateObject, KeyStore, Outcome, Rejected
 from .tenancy import (
     TENANCY_COMMANDS,
     DeleteScope,
+    Done,
     Problem,
     Refused,
     TenancyOutcome,
@@ -40,12 +44,17 @@ class ClusterState:
     def __init__(self, keys: KeyStore | None = None, tenancy: TenancyState | None = None) -> None:
         self.keys = keys if keys is not None else KeyStore()
         self.tenancy = tenancy if tenancy is not None else TenancyState()
+        self.barrier = BarrierState()
 
     def apply(self, command: object) -> Outcome | TenancyOutcome:
         if isinstance(command, DeleteScope):
             return self._delete_scope(command)
         if isinstance(command, TENANCY_COMMANDS):
             return self.tenancy.apply(command)
+        if isinstance(command, BARRIER_COMMANDS):
+            return self.barrier.apply(command)
+        if isinstance(command, RestoreState):
+            return self._restore_state(command)
         if isinstance(command, CreateObject) and self.tenancy.scope(command.scope) is None:
             return Rejected(ResultReason.PERMISSION_DENIED,
                             f"scope {command.scope} does not exist (deleted?)")
@@ -61,11 +70,25 @@ class ClusterState:
         self.keys.drop_scope(command.scope)
         return self.tenancy.apply(command)
 
+    def _restore_state(self, command: RestoreState) -> TenancyOutcome:
+        # Checked before anything changes: a snapshot of this layout, with a keyring.
+        try:
+            parts = pickle.loads(command.snapshot)
+            usable = parts["format"] == SNAPSHOT_FORMAT and (
+                pickle.loads(parts["barrier"]) is not None)
+        except Exception:
+            usable = False
+        if not usable:
+            return Refused(Problem.INVALID, "not a keyquorum snapshot with a keyring")
+        self.restore(command.snapshot)
+        return Done(len(self.keys))
+
     def snapshot(self) -> bytes:
         parts = {
             "format": SNAPSHOT_FORMAT,
             "keys": self.keys.snapshot(),
             "tenancy": self.tenancy.snapshot(),
+            "barrier": self.barrier.snapshot(),
         }
         return pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -77,3 +100,5 @@ class ClusterState:
             return
         self.keys.restore(parts["keys"])
         self.tenancy.restore(parts["tenancy"])
+        # Absent from snapshots taken before the barrier existed.
+        self.barrier.restore(parts.get("barrier"))

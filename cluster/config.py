@@ -196,6 +196,29 @@ class ConsulSettings:
     disable_registration: bool = False
 
 
+SEAL_TYPES = ("shamir", "pkcs11", "dev-file")
+PKCS11_MECHANISMS = ("aes-gcm",)
+
+
+@dataclass(frozen=True)
+class SealSettings:
+    """[seal]: where the root key comes from (cluster/seal.py); no section, Shamir shares."""
+
+    # "shamir": operators unseal every node with shares after each start;
+    # "pkcs11": the root key is sealed by an HSM key and the node unseals itself;
+    # "dev-file": the root key is read from key_file; for `keyquorum dev` only.
+    type: str = "shamir"
+    # dev-file: the file holding the root key (64 hex digits, mode 0600).
+    key_file: Path | None = None
+    # pkcs11: the module to load, the token (by label), its user PIN (from pin or
+    # pin_file), the label of the AES key that seals the root key, and the mechanism.
+    library: Path | None = None
+    token_label: str | None = None
+    pin: str | None = field(default=None, repr=False)
+    key_label: str | None = None
+    mechanism: str = "aes-gcm"
+
+
 @dataclass(frozen=True)
 class ReplicationSettings:
     """[replication]: the gRPC port other clusters replicate through; no section, none."""
@@ -221,6 +244,7 @@ class NodeConfig:
     api: ApiSettings
     consul: ConsulSettings | None = None
     replication: ReplicationSettings | None = None
+    seal: SealSettings = SealSettings()
 
 
 def load_config(path: Path) -> NodeConfig:
@@ -237,7 +261,7 @@ def load_config(path: Path) -> NodeConfig:
 def parse_config(document: dict[str, Any], *, base_dir: Path, source: Path) -> NodeConfig:
     """Check a decoded TOML document; relative paths are taken from `base_dir`."""
     root = _Table("", document, base_dir)
-    names = ("node", "kmip", "tls", "raft", "api", "consul")
+    names: tuple[str, ...] = ("node", "kmip", "tls", "raft", "api", "consul", "seal")
     names += ("replication",)
     sections = {name: root.table(name) for name in names}
     root.refuse_unknown()
@@ -249,6 +273,7 @@ def parse_config(document: dict[str, Any], *, base_dir: Path, source: Path) -> N
     raft = _raft_settings(sections["raft"], node)
     api = _api_settings(sections["api"], tls)
     consul = _consul_settings(sections["consul"]) if root.has("consul") else None
+    seal = _seal_settings(sections["seal"])
     replication = (_replication_settings(sections["replication"])
                    if root.has("replication") else None)
     for section in sections.values():
@@ -256,7 +281,8 @@ def parse_config(document: dict[str, Any], *, base_dir: Path, source: Path) -> N
 
     return NodeConfig(
         replication=replication,
-        source=source, node=node, kmip=kmip, tls=tls, raft=raft, api=api, consul=consul
+        source=source, node=node, kmip=kmip, tls=tls, raft=raft, api=api, consul=consul,
+        seal=seal,
     )
 
 
@@ -437,6 +463,36 @@ def _consul_settings(table: _Table) -> ConsulSettings:
         ),
         service_address=table.string("service_address") if table.has("service_address") else None,
         disable_registration=table.boolean("disable_registration", False),
+    )
+
+
+def _seal_settings(table: _Table) -> SealSettings:
+    kind = table.string("type", "shamir")
+    if kind not in SEAL_TYPES:
+        raise table.error("type", f"{kind!r} is not one of {', '.join(SEAL_TYPES)}")
+    if kind == "shamir":
+        return SealSettings()
+    if kind == "dev-file":
+        return SealSettings(type=kind, key_file=table.path("key_file"))
+
+    # pkcs11: every option is needed to find the key; the PIN inline or from a file.
+    mechanism = table.string("mechanism", "aes-gcm")
+    if mechanism not in PKCS11_MECHANISMS:
+        raise table.error("mechanism", f"{mechanism!r} is not one of "
+                                       f"{', '.join(PKCS11_MECHANISMS)}")
+    if table.has("pin") == table.has("pin_file"):
+        raise table.error("pin", "set exactly one of pin or pin_file (the token's user PIN)")
+    if table.has("pin_file"):
+        pin = table.existing_file("pin_file").read_text(encoding="utf-8").strip()
+    else:
+        pin = table.string("pin")
+    return SealSettings(
+        type=kind,
+        library=table.existing_file("library"),
+        token_label=table.string("token_label"),
+        pin=pin,
+        key_label=table.string("key_label"),
+        mechanism=mechanism,
     )
 
 

@@ -20,7 +20,10 @@ The folder, which outside scripts rely on by these names:
     DIR/client.pem, client.key a client credential for KMIP clients: scope default,
                                role admin, issued through the admin API once the
                                nodes serve (cluster/dev_tenancy.py)
-    DIR/secrets/               raft-password, admin-token (0600)
+    DIR/secrets/               raft-password, admin-token (0600); root-key, from which
+                               every node unseals itself (dev mode only: in production
+                               the root key comes from unseal shares or an HSM), and
+                               unseal-key, the same key as an unseal share (restores)
     DIR/nodes/<id>/            node.toml, node.pem, node.key, node.log, data/
     DIR/cluster.json           {"nodes": [{id, pid, kmip, api}], "admin_token"}
 
@@ -65,6 +68,8 @@ from keyquorum.cluster.pki import (
     issue_certificate,
     write_private_file,
 )
+from keyquorum.cluster.seal import write_dev_root_key
+from keyquorum.cluster.shamir import Share
 
 DEFAULT_BASE_PORT = 5696
 NODE_KEY_TYPE = KeyType.RSA_2048
@@ -132,6 +137,14 @@ class DevLayout:
         return self.root / "secrets" / "admin-token"
 
     @property
+    def root_key_file(self) -> Path:
+        return self.root / "secrets" / "root-key"
+
+    @property
+    def unseal_key_file(self) -> Path:
+        return self.root / "secrets" / "unseal-key"
+
+    @property
     def cluster_file(self) -> Path:
         return self.root / "cluster.json"
 
@@ -191,6 +204,7 @@ def prepare_cluster(options: DevOptions) -> list[DevNode]:
         if not secret_file.exists():
             _make_private_dir(secret_file.parent)
             write_private_file(secret_file, secrets.token_urlsafe(32).encode() + b"\n")
+    _ensure_root_key(layout)
 
     existing = sorted(path.parent.name for path in layout.root.glob("nodes/*/node.toml"))
     if existing:
@@ -228,6 +242,16 @@ admin_token_file = {_toml_string(str(layout.admin_token_file))}
 [replication]
 # Port 0: a free port, announced to the cluster (cluster/replication_state.py).
 listen = "127.0.0.1:0"
+{seal_section(layout)}"""
+
+
+def seal_section(layout: DevLayout) -> str:
+    """Dev nodes unseal themselves from a key file, and say so in their log at start."""
+    return f"""
+[seal]
+# Dev mode only: the root key in a plain file. Production uses shares or an HSM.
+type = "dev-file"
+key_file = {_toml_string(str(layout.root_key_file))}
 """
 
 
@@ -304,6 +328,15 @@ def _ensure_ca(layout: DevLayout) -> CertificateAuthority:
     return ca
 
 
+def _ensure_root_key(layout: DevLayout) -> None:
+    if not layout.root_key_file.exists():
+        write_dev_root_key(layout.root_key_file)
+    if not layout.unseal_key_file.exists():
+        # One share of threshold 1 is the root key itself.
+        root = bytes.fromhex(layout.root_key_file.read_text(encoding="ascii"))
+        write_private_file(layout.unseal_key_file, Share(1, root).encode().encode() + b"\n")
+
+
 def _make_private_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)
@@ -343,8 +376,14 @@ def _reuse_nodes(layout: DevLayout, node_count: int, existing: list[str]) -> lis
         )
 
     # The configs are the record of each node's ports; read them back as the node will.
+    # A folder from before the seal existed gets its [seal] section; objects it stored
+    # in the clear do not open through the barrier (start such a folder afresh).
     nodes = []
     for node_id in node_ids(node_count):
+        config_file = layout.node_dir(node_id) / "node.toml"
+        if "[seal]" not in config_file.read_text(encoding="utf-8"):
+            with config_file.open("a", encoding="utf-8") as config_text:
+                config_text.write(seal_section(layout))
         config = load_config(layout.node_dir(node_id) / "node.toml")
         raft_port = int(config.raft.listen.rpartition(":")[2])
         nodes.append(
@@ -523,7 +562,12 @@ Try:
       -cert {layout.client_cert_file} -key {layout.client_key_file}
   curl --cacert {layout.ca_file} {first.api_url}/v1/sys/health
 
-Logs are in {layout.root / "nodes"}/<id>/node.log. Press Ctrl-C to stop every node.""",
+Logs are in {layout.root / "nodes"}/<id>/node.log. Press Ctrl-C to stop every node.
+
+WARNING: dev mode: every node unsealed itself from the root key in
+  {layout.root_key_file}
+  Anyone who reads that file opens every key. Production clusters unseal with
+  shares (keyquorum operator init) or an HSM ([seal] type = "pkcs11").""",
         flush=True,
     )
 

@@ -22,6 +22,7 @@ from keyquorum.kmip.tables import ResultReason
 
 from .admin_api import AdminBackend, install_admin_api
 from .api import NodeHealth, create_api, serve_api
+from .barrier import BarrierError
 from .cluster_state import ClusterState
 from .config import NodeConfig
 from .consul import start_registration
@@ -34,7 +35,9 @@ from .raft import (
     ReplicatedLog,
     ReplicationError,
 )
+from .seal import Seal, SealedError, auto_unseal_source, keep_unsealed
 from .state import Command, KeyStore, Outcome
+from .sys_api import sys_router
 
 log = logging.getLogger("keyquorum.node")
 
@@ -47,9 +50,10 @@ COMMIT_TIMEOUT_SECONDS = 10.0
 class ClusterBackend:
     """The store and the log as the KMIP handlers see them (kmip.operations.Backend)."""
 
-    def __init__(self, log_: ReplicatedLog, store: KeyStore) -> None:
+    def __init__(self, log_: ReplicatedLog, store: KeyStore, seal: Seal) -> None:
         self._log = log_
         self._store = store
+        self._seal = seal
 
     @property
     def store(self) -> KeyStore:
@@ -58,6 +62,7 @@ class ClusterBackend:
     async def submit(self, command: Command) -> Outcome:
         # A fresh id per request: the log retries with it, and the replicated
         # request table makes those retries apply once (cluster/raft.py, hazard 6).
+        self._refuse_if_sealed()
         try:
             result = await self._log.submit(command, uuid.uuid4().hex, COMMIT_TIMEOUT_SECONDS)
         except CommandRejectedError as error:
@@ -68,10 +73,36 @@ class ClusterBackend:
         return result  # type: ignore[return-value]
 
     async def read_barrier(self) -> None:
+        self._refuse_if_sealed()
         try:
             await self._log.read_barrier(COMMIT_TIMEOUT_SECONDS)
         except ReplicationError as error:
             raise _unavailable(error) from None
+
+    def seal_material(self, plaintext: bytes, associated_data: bytes) -> bytes:
+        try:
+            return self._seal.encrypt(plaintext, associated_data)
+        except SealedError:
+            raise _sealed() from None
+
+    def open_material(self, ciphertext: bytes, associated_data: bytes) -> bytes:
+        try:
+            return self._seal.decrypt(ciphertext, associated_data)
+        except SealedError:
+            raise _sealed() from None
+        except BarrierError as error:
+            log.error("material_unreadable error=%s", error)
+            raise KmipError(ResultReason.GENERAL_FAILURE, "internal error") from None
+
+    def _refuse_if_sealed(self) -> None:
+        # A sealed node serves nothing from its state: not even attributes or Locate.
+        if self._seal.sealed:
+            raise _sealed()
+
+
+def _sealed() -> KmipError:
+    return KmipError(ResultReason.GENERAL_FAILURE,
+                     "node is sealed; unseal it, or use another node of the cluster")
 
 
 def _unavailable(error: ReplicationError) -> KmipError:
@@ -81,7 +112,7 @@ def _unavailable(error: ReplicationError) -> KmipError:
                      f"the cluster cannot commit right now ({what}); retry or use another node")
 
 
-def health(config: NodeConfig, replicated: ReplicatedLog) -> NodeHealth:
+def health(config: NodeConfig, replicated: ReplicatedLog, seal: Seal) -> NodeHealth:
     status = replicated.status()
     return NodeHealth(
         node_id=str(config.node.id),
@@ -90,7 +121,7 @@ def health(config: NodeConfig, replicated: ReplicatedLog) -> NodeHealth:
         term=status.term,
         commit_index=status.commit_index,
         applied_index=status.applied_index,
-        sealed=False,
+        sealed=seal.sealed,
         has_quorum=status.has_quorum,
     )
 
@@ -132,10 +163,15 @@ async def _serve(config: NodeConfig) -> int:
         state,
     )
 
+    # The seal: the node stays sealed until shares, its HSM or (dev) its key file open
+    # the keyring; the log replicates ciphertext meanwhile.
+    seal = Seal(state.barrier, auto_unseal_source(config.seal))
+
     # Then the KMIP listener and the admin API.
     limits = Limits(max_message_size=config.kmip.max_message_size)
     access = KmipAccess(state.tenancy)
-    service = KmipService(ClusterBackend(replicated, state.keys), limits, grant_of=access.grant)
+    service = KmipService(ClusterBackend(replicated, state.keys, seal), limits,
+                          grant_of=access.grant)
     listener_tls = ListenerTls(config, state.tenancy)
     frontend = KmipFrontend(
         FrontendConfig(
@@ -150,8 +186,10 @@ async def _serve(config: NodeConfig) -> int:
         revoked=state.tenancy.is_revoked,
         known=access.known,
     )
-    app = create_api(lambda: health(config, replicated))
-    install_admin_api(app, AdminBackend(config, replicated, state))
+    app = create_api(lambda: health(config, replicated, seal))
+    admin = AdminBackend(config, replicated, state)
+    install_admin_api(app, admin)
+    app.include_router(sys_router(admin, seal))
     try:
         await frontend.start()
         api = await serve_api(
@@ -166,7 +204,7 @@ async def _serve(config: NodeConfig) -> int:
         raise
     # Consul last: it must not announce a node before it serves. It runs in a thread.
     registration = start_registration(
-        config, frontend.port, api.port, lambda: health(config, replicated)
+        config, frontend.port, api.port, lambda: health(config, replicated, seal)
     )
     log.info("node_started id=%s kmip=%s:%d api=%s:%d raft=%s", config.node.id,
              config.kmip.listen.host, frontend.port, config.api.listen.host, api.port,
@@ -174,6 +212,7 @@ async def _serve(config: NodeConfig) -> int:
 
     # Replicated listener settings apply without a restart.
     tls_watcher = asyncio.create_task(listener_tls.watch(frontend), name="keyquorum-tls")
+    unsealer = asyncio.create_task(keep_unsealed(seal, admin), name="keyquorum-unseal")
 
     # Serve until told to stop, then stop in reverse order.
     stopping = asyncio.Event()
@@ -184,6 +223,7 @@ async def _serve(config: NodeConfig) -> int:
 
     log.info("node_stopping id=%s", config.node.id)
     tls_watcher.cancel()
+    unsealer.cancel()
     if registration is not None:
         await asyncio.to_thread(registration.stop)
     await frontend.stop()

@@ -31,6 +31,7 @@ keyring with the one it holds and carries on without being unsealed again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import threading
@@ -49,7 +50,9 @@ from .barrier import (
     SealConfig,
     SealKind,
 )
+from .config import SealSettings
 from .shamir import Share, ShareError, combine, split
+from .tenancy import Done
 
 log = logging.getLogger("keyquorum.seal")
 
@@ -144,9 +147,15 @@ class Seal:
         self._keyring: Keyring | None = None
         self._generation: int | None = None
         self._pending: list[Share] = []
+        # Sealed by an operator: auto-unseal leaves the node sealed until told otherwise.
+        self.held = False
         barrier.watchers.append(self._follow)
 
     # Status.
+
+    @property
+    def record(self) -> BarrierRecord | None:
+        return self._barrier.record
 
     @property
     def sealed(self) -> bool:
@@ -206,7 +215,8 @@ class Seal:
     def unseal(self, share_text: str) -> SealStatus:
         """Take one share; with the threshold reached, try to open the keyring."""
         record = self._require_record()
-        if record.seal.kind != SealKind.SHAMIR:
+        # A dev key file is a share too: one share of threshold 1 is the root key itself.
+        if record.seal.kind == SealKind.PKCS11:
             raise UnsealError(f"this cluster unseals through its {record.seal.kind.value} "
                               "seal, not with shares")
         try:
@@ -258,8 +268,9 @@ class Seal:
             raise UnsealError("that root key does not open this cluster's keyring") from None
         self._hold(keyring, record)
 
-    def seal(self) -> None:
+    def seal(self, held: bool = False) -> None:
         with self._lock:
+            self.held = held
             self._keyring = None
             self._generation = None
             self._pending = []
@@ -324,6 +335,7 @@ class Seal:
 
     def _hold(self, keyring: Keyring, record: BarrierRecord) -> None:
         with self._lock:
+            self.held = False
             self._keyring = keyring
             self._generation = record.root_generation
             self._pending = []
@@ -370,3 +382,69 @@ def _split(root: bytes, shares: int, threshold: int) -> tuple[str, ...]:
     except ValueError as error:
         raise UnsealError(f"cannot split into {shares} shares with threshold {threshold}: "
                           "use 1 <= threshold <= shares <= 255") from error
+
+
+def auto_unseal_source(settings: SealSettings) -> RootKeySource | None:
+    """The root key source a node's [seal] section names; None for Shamir shares."""
+    if settings.type == "dev-file":
+        assert settings.key_file is not None
+        log.warning("dev_seal_in_use key_file=%s note=the root key sits in a plain file, "
+                    "for keyquorum dev only; never run a cluster that matters like this",
+                    settings.key_file)
+        return DevFileRootKey(settings.key_file)
+    if settings.type == "pkcs11":
+        # Imported here: python-pkcs11 is only needed by nodes sealed by an HSM.
+        from .pkcs11_seal import Pkcs11RootKey
+
+        return Pkcs11RootKey(settings)
+    return None
+
+
+class _Log(Protocol):
+    async def barrier(self) -> None: ...
+
+    async def submit(self, command: object) -> object: ...
+
+
+# How often a sealed auto-unseal node tries again (its HSM may be back, or the
+# barrier record may have arrived through the log).
+AUTO_UNSEAL_RETRY_SECONDS = 0.5
+
+
+async def keep_unsealed(seal: Seal, replicated: _Log) -> None:
+    """For an auto-unseal node: initialize the cluster if nobody did, then unseal; forever.
+
+    A node an operator sealed stays sealed until unsealed through the API.
+    """
+    if seal.auto is None:
+        return
+    last_problem = ""
+    while True:
+        try:
+            if seal.sealed and not seal.held:
+                await _auto_unseal_once(seal, replicated)
+            last_problem = ""
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            # Said once per distinct problem: a missing HSM must not flood the log.
+            problem = str(error) if isinstance(error, UnsealError) else type(error).__name__
+            if problem != last_problem:
+                log.error("auto_unseal_failed problem=%s", problem)
+                last_problem = problem
+        await asyncio.sleep(AUTO_UNSEAL_RETRY_SECONDS)
+
+
+async def _auto_unseal_once(seal: Seal, replicated: _Log) -> None:
+    assert seal.auto is not None
+    if seal.record is None:
+        # Only a record committed before this barrier counts as "already initialized".
+        await replicated.barrier()
+    if seal.record is None:
+        made = await asyncio.to_thread(seal.prepare_init, seal.auto.kind)
+        outcome = await replicated.submit(made.command)
+        if isinstance(outcome, Done):
+            log.info("cluster_initialized seal=%s", seal.auto.kind.value)
+            seal.unseal_with_root(made.keyring.root_key)
+            return
+    await asyncio.to_thread(seal.unseal_automatically)

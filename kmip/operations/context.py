@@ -3,17 +3,25 @@
 Handlers are the only code that turns KMIP into state commands. A handler reads
 through ``Backend.store`` after ``read_barrier`` and writes by ``submit``-ting a
 command; it raises ``KmipError`` for everything a client can get wrong.
+
+The barrier sits here, so that no handler can forget it: ``Context.write`` seals
+the material of every object a command creates with the node's keyring before the
+command leaves the node, and ``Context.read`` opens it again. Handlers see plain
+key bytes; commands, the Raft journal and snapshots hold only ciphertext, bound to
+the object's scope and identifier (cluster/barrier.py). A sealed node refuses both.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from keyquorum.cluster.state import (
     Applied,
     Command,
+    CreateObject,
+    CreateObjects,
     KeyStore,
     ManagedObject,
     Outcome,
@@ -35,6 +43,14 @@ class Backend(Protocol):
     async def submit(self, command: Command) -> Outcome: ...
 
     async def read_barrier(self) -> None: ...
+
+    def seal_material(self, plaintext: bytes, associated_data: bytes) -> bytes:
+        """Barrier ciphertext of ``plaintext``; KmipError when the node is sealed."""
+        ...
+
+    def open_material(self, ciphertext: bytes, associated_data: bytes) -> bytes:
+        """The plaintext of barrier ciphertext; KmipError when the node is sealed."""
+        ...
 
 
 @dataclass
@@ -84,7 +100,9 @@ class Context:
             # Another scope's object answers exactly as a missing one does.
             raise KmipError(ResultReason.OBJECT_NOT_FOUND, "no object with that identifier")
         self.placeholder = uid
-        return obj
+        if obj.material is None:
+            return obj
+        return replace(obj, material=self.backend.open_material(obj.material, _bound_to(obj)))
 
     async def barrier(self) -> None:
         # One barrier per request message: later items read what earlier items of
@@ -95,9 +113,26 @@ class Context:
 
     async def write(self, command: Command) -> ObjectId:
         """Commit ``command``; a refusal by the state becomes the client's error."""
-        outcome = await self.backend.submit(command)
+        outcome = await self.backend.submit(self._sealed(command))
         if not isinstance(outcome, Applied) or outcome.uid is None:
             reason = getattr(outcome, "reason", ResultReason.GENERAL_FAILURE)
             raise KmipError(reason, getattr(outcome, "message", "the command was not applied"))
         self.placeholder = outcome.uid
         return outcome.uid
+
+    def _sealed(self, command: Command) -> Command:
+        """``command`` with the material of every object it creates sealed by the barrier."""
+        if isinstance(command, CreateObject):
+            return self._sealed_object(command)
+        if isinstance(command, CreateObjects):
+            return CreateObjects(tuple(self._sealed_object(each) for each in command.objects))
+        return command
+
+    def _sealed_object(self, command: CreateObject) -> CreateObject:
+        sealed = self.backend.seal_material(command.material, _bound_to(command))
+        return replace(command, material=sealed)
+
+
+def _bound_to(obj: CreateObject | ManagedObject) -> bytes:
+    """The associated data that ties an object's ciphertext to it: scope and identifier."""
+    return f"object/{obj.scope}/{obj.uid}".encode()

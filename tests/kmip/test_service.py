@@ -7,11 +7,13 @@ single-node Raft log does; the replicated path is tested in tests/cluster.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from keyquorum.cluster.barrier import Keyring
 from keyquorum.cluster.state import Command, KeyStore, Outcome
 from keyquorum.kmip.attributes import Attribute, Attributes, TemplateAttribute
 from keyquorum.kmip.frontend import ClientIdentity
@@ -64,12 +66,20 @@ class InMemoryLog:
     def __init__(self) -> None:
         self.store = KeyStore()
         self.barriers = 0
+        # The node's barrier: the store holds ciphertext, as on a real node.
+        self.keyring = Keyring.generate(secrets.token_bytes(32))
 
     async def submit(self, command: Command) -> Outcome:
         return self.store.apply(command)
 
     async def read_barrier(self) -> None:
         self.barriers += 1
+
+    def seal_material(self, plaintext: bytes, associated_data: bytes) -> bytes:
+        return self.keyring.encrypt(plaintext, associated_data)
+
+    def open_material(self, ciphertext: bytes, associated_data: bytes) -> bytes:
+        return self.keyring.decrypt(ciphertext, associated_data)
 
 
 def run(service: KmipService, message: RequestMessage) -> ResponseMessage:

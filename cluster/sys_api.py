@@ -1,0 +1,213 @@
+"""The seal's admin endpoints under ``/v1/sys/``: init, unseal, seal, status, rotate, rekey,
+snapshots.
+
+As in Vault, three calls need no token: ``seal-status`` tells nothing secret,
+``unseal`` is authenticated by the shares themselves, and ``init`` works once, on a
+cluster that holds nothing yet, and returns the root token. Everything else needs a
+root token (``X-Keyquorum-Token`` or ``Authorization: Bearer``), checked as the
+tenancy API checks it (cluster/admin_api.py). Errors are ``{"errors": ["..."]}``.
+
+Shares and root tokens appear in responses only; never in a log line.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the route signatures.
+import asyncio
+import hmac
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from pydantic import Field
+
+from .admin_api import AdminBackend, ApiError, _Body, _presented_token, hash_token
+from .barrier import BarrierError, RestoreState, SealKind
+from .seal import Seal, SealedError, SealStatus, UnsealError
+from .snapshot import SnapshotError, open_snapshot, seal_snapshot
+from .tenancy import AdminToken, CreateToken, Done, Refused, TokenAccessor, TokenKind
+
+log = logging.getLogger("keyquorum.api.sys")
+
+# A snapshot upload above this is refused before it is read whole.
+MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
+
+
+class InitBody(_Body):
+    key_shares: int = Field(ge=1, le=255)
+    key_threshold: int = Field(ge=1, le=255)
+
+
+class UnsealBody(_Body):
+    key: str | None = Field(default=None, max_length=1024)
+    # Forget the shares given so far.
+    reset: bool = False
+
+
+class RekeyBody(_Body):
+    key_shares: int = Field(ge=1, le=255)
+    key_threshold: int = Field(ge=1, le=255)
+    # The current threshold of current shares: they authorize the rekey.
+    keys: list[str] = Field(max_length=255)
+
+
+def _status(status: SealStatus) -> dict[str, Any]:
+    answer = asdict(status)
+    answer["progress_text"] = f"{status.progress} of {status.threshold}"
+    return answer
+
+
+def sys_router(backend: AdminBackend, seal: Seal) -> APIRouter:
+    router = APIRouter(prefix="/v1/sys", tags=["sys"])
+    tenancy = backend.state.tenancy
+    barrier = backend.state.barrier
+
+    async def root_caller(request: Request) -> str:
+        """The accessor of a root token; 401/403 otherwise."""
+        token = _presented_token(request)
+        configured = backend.config.api.admin_token
+        if configured is not None and hmac.compare_digest(token.encode(), configured.encode()):
+            return "root"
+        found = tenancy.token_by_hash(hash_token(token))
+        if found is None:
+            await backend.barrier()
+            found = tenancy.token_by_hash(hash_token(token))
+        if found is None or found.kind != TokenKind.ROOT:
+            raise ApiError(403, "the seal endpoints need a root token")
+        return str(found.accessor)
+
+    Root = Annotated[str, Depends(root_caller)]
+
+    async def commit(command: object) -> Done:
+        outcome = await backend.submit(command)
+        if isinstance(outcome, Refused):
+            raise ApiError(409, outcome.message)
+        if not isinstance(outcome, Done):
+            raise ApiError(500, "the command was not applied")
+        return outcome
+
+    @router.get("/seal-status")
+    def seal_status() -> dict[str, Any]:
+        return _status(seal.status())
+
+    @router.post("/init")
+    async def init(body: InitBody) -> dict[str, Any]:
+        """Draw the root key and keyring; answer the shares and a root token, once."""
+        if body.key_threshold > body.key_shares:
+            raise ApiError(400, "key_threshold cannot exceed key_shares")
+        await backend.barrier()
+        try:
+            made = await asyncio.to_thread(seal.prepare_init, SealKind.SHAMIR,
+                                           body.key_shares, body.key_threshold)
+        except UnsealError as error:
+            raise ApiError(409, str(error)) from None
+        await commit(made.command)
+        seal.unseal_with_root(made.keyring.root_key)
+
+        # The root token: only its hash is replicated, as for every admin token.
+        token = "kq." + secrets.token_urlsafe(32)
+        accessor = TokenAccessor(uuid.uuid4().hex[:24])
+        await commit(CreateToken(AdminToken(accessor, hash_token(token), TokenKind.ROOT,
+                                            display_name="root (operator init)",
+                                            created_at=int(time.time()))))
+        log.info("cluster_initialized shares=%d threshold=%d", body.key_shares,
+                 body.key_threshold)
+        return {"keys": list(made.shares), "root_token": token, "root_token_accessor": accessor}
+
+    @router.post("/unseal")
+    async def unseal(body: UnsealBody) -> dict[str, Any]:
+        """One share towards the threshold; with none, an auto-unseal node tries its source."""
+        if body.reset:
+            seal.reset_progress()
+            return _status(seal.status())
+        try:
+            if body.key is None:
+                if seal.auto is None:
+                    raise ApiError(400, "give one unseal share in key")
+                await asyncio.to_thread(seal.unseal_automatically)
+                return _status(seal.status())
+            return _status(seal.unseal(body.key))
+        except UnsealError as error:
+            raise ApiError(400, str(error)) from None
+
+    @router.post("/seal")
+    async def seal_node(who: Root) -> dict[str, Any]:
+        seal.seal(held=True)
+        log.warning("node_sealed_by_operator by=%s", who)
+        return _status(seal.status())
+
+    @router.post("/rotate")
+    async def rotate(who: Root) -> dict[str, Any]:
+        """A new keyring term for new writes; every older term still opens."""
+        await backend.barrier()
+        try:
+            command = seal.prepare_rotation()
+        except (UnsealError, SealedError) as error:
+            raise ApiError(409, str(error)) from None
+        done = await commit(command)
+        log.info("keyring_rotated keyring_version=%s by=%s", done.value, who)
+        return {"keyring_version": done.value}
+
+    @router.post("/rekey")
+    async def rekey(body: RekeyBody, who: Root) -> dict[str, Any]:
+        """New unseal shares for the same keyring; answer them once."""
+        if body.key_threshold > body.key_shares:
+            raise ApiError(400, "key_threshold cannot exceed key_shares")
+        await backend.barrier()
+        try:
+            command, shares = await asyncio.to_thread(
+                seal.prepare_rekey, body.keys, body.key_shares, body.key_threshold)
+        except SealedError as error:
+            raise ApiError(409, str(error)) from None
+        except UnsealError as error:
+            raise ApiError(400, str(error)) from None
+        await commit(command)
+        log.info("unseal_shares_rekeyed shares=%d threshold=%d by=%s", body.key_shares,
+                 body.key_threshold, who)
+        return {"keys": list(shares)}
+
+    @router.get("/snapshot")
+    async def save_snapshot(who: Root) -> Response:
+        """The whole state, encrypted under the keyring; opens only with the unseal keys."""
+        await backend.barrier()
+        try:
+            data = seal_snapshot(backend.state.snapshot(), barrier.record, seal.keyring())
+        except SealedError as error:
+            raise ApiError(409, str(error)) from None
+        except SnapshotError as error:
+            raise ApiError(409, str(error)) from None
+        log.info("snapshot_saved bytes=%d by=%s", len(data), who)
+        return Response(data, media_type="application/octet-stream")
+
+    @router.post("/snapshot/restore")
+    async def restore_snapshot(request: Request, who: Root) -> dict[str, Any]:
+        """Replace the whole state with a snapshot; the keys header holds its unseal keys."""
+        data = await _read_limited(request)
+        keys = [key.strip() for key in request.headers.get("X-Keyquorum-Unseal-Keys",
+                                                           "").split(",") if key.strip()]
+        try:
+            opened = await asyncio.to_thread(open_snapshot, data, keys)
+        except SnapshotError as error:
+            raise ApiError(400, str(error)) from None
+        done = await commit(RestoreState(opened.state))
+        try:
+            seal.unseal_with_root(opened.root_key)
+        except (UnsealError, BarrierError):
+            raise ApiError(500, "restored, but the snapshot's keyring did not open") from None
+        log.warning("snapshot_restored objects=%s by=%s", done.value, who)
+        return {"restored": True, "objects": done.value}
+
+    return router
+
+
+async def _read_limited(request: Request) -> bytes:
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > MAX_SNAPSHOT_BYTES:
+            raise ApiError(413, f"a snapshot over {MAX_SNAPSHOT_BYTES} bytes is refused")
+    return bytes(received)
+
