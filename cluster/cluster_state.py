@@ -2,9 +2,10 @@
 
 The Raft log drives one state machine. ``ClusterState`` is that machine: it routes
 each command to the part that owns it (tenancy commands to ``TenancyState``, the
-barrier's to ``BarrierState``, everything else to the ``KeyStore``) and dumps all
-three into one snapshot, so a node restored from a snapshot has keys, credentials
-and the keyring that opens them from the same log index. ``RestoreState`` (an
+barrier's to ``BarrierState``, Transform's to ``TransformState``, everything else to
+the ``KeyStore``) and dumps them all into one snapshot, so a node restored from a
+snapshot has keys, credentials, Transform's tables and the keyring that opens them
+from the same log index. ``RestoreState`` (an
 operator's snapshot restore) replaces all three at once.
 
 Two commands need both parts, and are checked here before either changes:
@@ -32,6 +33,7 @@ from .tenancy import (
     TenancyOutcome,
     TenancyState,
 )
+from .transform.state import TRANSFORM_COMMANDS, TransformState
 
 # The snapshot's layout. Never renumber: it is read back from disk. A snapshot
 # without it predates tenancy and holds the key store alone.
@@ -45,6 +47,7 @@ class ClusterState:
         self.keys = keys if keys is not None else KeyStore()
         self.tenancy = tenancy if tenancy is not None else TenancyState()
         self.barrier = BarrierState()
+        self.transform = TransformState()
 
     def apply(self, command: object) -> Outcome | TenancyOutcome:
         if isinstance(command, DeleteScope):
@@ -53,6 +56,8 @@ class ClusterState:
             return self.tenancy.apply(command)
         if isinstance(command, BARRIER_COMMANDS):
             return self.barrier.apply(command)
+        if isinstance(command, TRANSFORM_COMMANDS):
+            return self.transform.apply(command)
         if isinstance(command, RestoreState):
             return self._restore_state(command)
         if isinstance(command, CreateObject) and self.tenancy.scope(command.scope) is None:
@@ -89,6 +94,7 @@ class ClusterState:
             "keys": self.keys.snapshot(),
             "tenancy": self.tenancy.snapshot(),
             "barrier": self.barrier.snapshot(),
+            "transform": self.transform.snapshot(),
         }
         return pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -102,3 +108,5 @@ class ClusterState:
         self.tenancy.restore(parts["tenancy"])
         # Absent from snapshots taken before the barrier existed.
         self.barrier.restore(parts.get("barrier"))
+        # Absent from snapshots taken before Transform existed.
+        self.transform.restore(parts.get("transform"))

@@ -36,6 +36,9 @@ from .raft import (
     ReplicationError,
 )
 from .seal import Seal, SealedError, auto_unseal_source, keep_unsealed
+from .replication_client import KmipRouting
+from .replication_node import ReplicationNode
+from .replication_state import ReplicationState
 from .state import Command, KeyStore, Outcome
 from .sys_api import sys_router
 
@@ -55,6 +58,9 @@ class ClusterBackend:
         self._store = store
         self._seal = seal
 
+    # Set on every node: forwards or refuses what a secondary must not do itself.
+    routing: KmipRouting | None = None
+
     @property
     def store(self) -> KeyStore:
         return self._store
@@ -62,6 +68,10 @@ class ClusterBackend:
     async def submit(self, command: Command) -> Outcome:
         # A fresh id per request: the log retries with it, and the replicated
         # request table makes those retries apply once (cluster/raft.py, hazard 6).
+        if self.routing is not None:
+            routed = await self.routing.submit(command)
+            if routed is not None:
+                return routed  # type: ignore[return-value]
         self._refuse_if_sealed()
         try:
             result = await self._log.submit(command, uuid.uuid4().hex, COMMIT_TIMEOUT_SECONDS)
@@ -73,6 +83,8 @@ class ClusterBackend:
         return result  # type: ignore[return-value]
 
     async def read_barrier(self) -> None:
+        if self.routing is not None:
+            self.routing.check_reads()
         self._refuse_if_sealed()
         try:
             await self._log.read_barrier(COMMIT_TIMEOUT_SECONDS)
@@ -148,6 +160,8 @@ def run(config: NodeConfig) -> int:
 async def _serve(config: NodeConfig) -> int:
     # First the state and its log, so that the node catches up while it starts.
     state = ClusterState()
+    # The root numbers every change for other clusters (cluster/replication_state.py).
+    root = ReplicationState(state)
     replicated = ReplicatedLog(
         RaftConfig(
             self_address=str(config.raft.listen),
@@ -160,8 +174,9 @@ async def _serve(config: NodeConfig) -> int:
             log_compaction_min_entries=config.raft.compaction_min_entries,
             log_compaction_min_seconds=config.raft.compaction_min_seconds,
         ),
-        state,
+        root,
     )
+    replication = ReplicationNode(config, root, replicated)
 
     # The seal: the node stays sealed until shares, its HSM or (dev) its key file open
     # the keyring; the log replicates ciphertext meanwhile.
@@ -170,8 +185,9 @@ async def _serve(config: NodeConfig) -> int:
     # Then the KMIP listener and the admin API.
     limits = Limits(max_message_size=config.kmip.max_message_size)
     access = KmipAccess(state.tenancy)
-    service = KmipService(ClusterBackend(replicated, state.keys, seal), limits,
+    service = KmipService(kmip_backend := ClusterBackend(replicated, state.keys, seal), limits,
                           grant_of=access.grant)
+    kmip_backend.routing = replication.routing
     listener_tls = ListenerTls(config, state.tenancy)
     frontend = KmipFrontend(
         FrontendConfig(
@@ -190,7 +206,9 @@ async def _serve(config: NodeConfig) -> int:
     admin = AdminBackend(config, replicated, state)
     install_admin_api(app, admin)
     app.include_router(sys_router(admin, seal))
+    replication.install_api(app, state)
     try:
+        await replication.start()
         await frontend.start()
         api = await serve_api(
             app,
@@ -227,6 +245,7 @@ async def _serve(config: NodeConfig) -> int:
     if registration is not None:
         await asyncio.to_thread(registration.stop)
     await frontend.stop()
+    await replication.stop()
     await api.stop()
     replicated.close()
     log.info("node_stopped id=%s", config.node.id)
