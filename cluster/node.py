@@ -35,10 +35,10 @@ from .raft import (
     ReplicatedLog,
     ReplicationError,
 )
-from .seal import Seal, SealedError, auto_unseal_source, keep_unsealed
 from .replication_client import KmipRouting
 from .replication_node import ReplicationNode
 from .replication_state import ReplicationState
+from .seal import Seal, SealedError, auto_unseal_source, keep_unsealed
 from .state import Command, KeyStore, Outcome
 from .sys_api import sys_router
 
@@ -185,9 +185,9 @@ async def _serve(config: NodeConfig) -> int:
     # Then the KMIP listener and the admin API.
     limits = Limits(max_message_size=config.kmip.max_message_size)
     access = KmipAccess(state.tenancy)
-    service = KmipService(kmip_backend := ClusterBackend(replicated, state.keys, seal), limits,
-                          grant_of=access.grant)
+    kmip_backend = ClusterBackend(replicated, state.keys, seal)
     kmip_backend.routing = replication.routing
+    service = KmipService(kmip_backend, limits, grant_of=access.grant)
     listener_tls = ListenerTls(config, state.tenancy)
     frontend = KmipFrontend(
         FrontendConfig(
