@@ -8,6 +8,7 @@ define (Original Creation Date, say): the table's "since" column decides.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 
 from keyquorum.cluster.state import (
@@ -22,6 +23,7 @@ from keyquorum.cluster.state import UniqueIdentifier as ObjectId
 from ..attributes import (
     ATTRIBUTE_NAMES,
     Attribute,
+    AttributeReference,
     Attributes,
     attribute_from_v2,
     attribute_to_v2,
@@ -40,10 +42,25 @@ from ..payloads import (
     ModifyAttributeResponsePayload,
 )
 from ..tables import ATTRIBUTE_TAGS, TAG_SINCE, ResultReason, Tag
-from ..ttlv import Item
+from ..ttlv import Item, ItemType
 from .context import Context
 
 _CUSTOM_PREFIXES = ("x-", "y-")
+
+# Tags older than the attribute of the same name: Key Format Type is a field of every
+# Key Block since 1.0 but an attribute only since 2.0.
+_ATTRIBUTE_SINCE = {"Key Format Type": (2, 0)}
+
+# The attributes a whole listing (Get Attributes without names, Get Attribute List)
+# starts with, in this order; the rest follow by name. It is the order the OASIS
+# test cases show, and clients that diff listings are spared a reshuffle.
+_LEADING = (
+    "Unique Identifier",
+    "Short Unique Identifier",
+    "Object Type",
+    "Cryptographic Algorithm",
+    "Cryptographic Length",
+)
 
 
 def defined_in(name: str, version: tuple[int, int]) -> bool:
@@ -51,11 +68,38 @@ def defined_in(name: str, version: tuple[int, int]) -> bool:
     tag = ATTRIBUTE_TAGS.get(name)
     if tag is None:
         return name[:2] in _CUSTOM_PREFIXES
-    return TAG_SINCE.get(tag, (1, 0)) <= version
+    since = _ATTRIBUTE_SINCE.get(name, TAG_SINCE.get(tag, (1, 0)))
+    return since <= version
 
 
 def visible(obj: ManagedObject, version: tuple[int, int]) -> list[StoredAttribute]:
-    return [a for a in obj.attributes if defined_in(a.name, version)]
+    """The object's attributes a client of ``version`` sees, in listing order."""
+    found = [a for a in obj.attributes if defined_in(a.name, version)]
+    if version >= (2, 0):
+        found.append(short_unique_identifier(obj))
+    return sorted(found, key=_listing_order)
+
+
+def short_unique_identifier(obj: ManagedObject) -> StoredAttribute:
+    """KMIP 2.0's Short Unique Identifier: SHA-256 of the identifier (2.1 section 4.52).
+
+    Derived, not stored: it is a function of the identifier, so it never disagrees.
+    """
+    digest = hashlib.sha256(obj.uid.encode()).digest()
+    return StoredAttribute("Short Unique Identifier",
+                           Item(Tag.ATTRIBUTE_VALUE, ItemType.BYTE_STRING, digest))
+
+
+def _listing_order(attribute: StoredAttribute) -> tuple[int, str, int]:
+    name = attribute.name
+    if name[:2] in _CUSTOM_PREFIXES:
+        return (0, name, 0)
+    if name in _LEADING:
+        return (1, "", _LEADING.index(name))
+    # Key Format Type goes beside the Digest, which is taken in that format.
+    if name == "Key Format Type":
+        return (2, "Digest", 1)
+    return (2, name, 0)
 
 
 def indexed(attributes: Iterable[StoredAttribute]) -> list[Attribute]:
@@ -134,6 +178,9 @@ async def get_attribute_list(
         tag = ATTRIBUTE_TAGS.get(name)
         if tag is not None:
             references.append(tag)
+        elif name[:2] in _CUSTOM_PREFIXES:
+            references.append(AttributeReference(vendor_identification=name[0],
+                                                  attribute_name=name[2:]))
     return GetAttributeListResponsePayload(
         unique_identifier=obj.uid, attribute_references=tuple(references)  # type: ignore[arg-type]
     )

@@ -135,7 +135,7 @@ async def create_key_pair(
             Item(Tag.LINK_TYPE, ItemType.ENUMERATION, int(link)),
             Item(Tag.LINKED_OBJECT_IDENTIFIER, ItemType.TEXT_STRING, other),
         ])))
-        stored += server_attributes(material, now, generated=True)
+        stored += server_attributes(material, now, generated=True, given=stored)
         objects.append(CreateObject(scope=ctx.scope, uid=uid, object_type=object_type,
                                     attributes=tuple(stored), material=encode_item(material),
                                     now=now))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from collections.abc import Iterable
 
 from keyquorum.cluster.state import (
     Activate,
@@ -46,9 +47,11 @@ from ..tables import (
     HashingAlgorithm,
     KeyFormatType,
     ObjectType,
+    ProtectionStorageMask,
     ResultReason,
     RevocationReasonCode,
     RNGAlgorithm,
+    State,
     Tag,
 )
 from ..ttlv import Item, ItemType, decode_item, encode_item
@@ -94,21 +97,62 @@ def client_attributes(payload: CreateRequestPayload | RegisterRequestPayload) ->
     return []
 
 
-def server_attributes(material: Item, now: int, generated: bool) -> list[StoredAttribute]:
-    """What the server records about an object it stores: its digest, its original
-    creation date and, for what it generated, the generator it used."""
+# The lease a client gets on key material, in seconds (KMIP 1.4 section 3.15): the
+# value the OASIS test cases expect; the server does not yet end a lease.
+LEASE_SECONDS = 3600
+
+
+def server_attributes(
+    material: Item, now: int, generated: bool, given: Iterable[StoredAttribute] = ()
+) -> list[StoredAttribute]:
+    """What the server records about an object it stores: its digest and format, its
+    original creation date, for what it generated the generator it used, and the
+    defaults of the protection attributes the client did not set."""
     found = [StoredAttribute("Original Creation Date",
                              Item(Tag.ATTRIBUTE_VALUE, ItemType.DATE_TIME, now))]
     digest = _digest(material)
     if digest is not None:
         found.append(StoredAttribute("Digest", digest))
+    key_format = _key_format(material)
+    if key_format is not None:
+        found.append(StoredAttribute("Key Format Type", _enum(key_format)))
     if generated:
         # Keys come from the operating system's CSPRNG (os.urandom / getrandom), a
         # DRBG; KMIP has no closer name for its algorithm.
         found.append(StoredAttribute("Random Number Generator", Item(
             Tag.ATTRIBUTE_VALUE, ItemType.STRUCTURE,
             [Item(Tag.RNG_ALGORITHM, ItemType.ENUMERATION, int(RNGAlgorithm.DRBG))])))
-    return found
+    return found + _protection_defaults({a.name: a.value for a in given})
+
+
+def _protection_defaults(given: dict[str, Item]) -> list[StoredAttribute]:
+    """Fresh, Sensitive, Extractable and their history, and the lease, unless given.
+
+    A new object is fresh (never served); Always Sensitive and Never Extractable
+    start as Sensitive and not Extractable are (KMIP 1.4 sections 3.34-3.42).
+    """
+    sensitive = given.get("Sensitive", _bool(False))
+    extractable = given.get("Extractable", _bool(True))
+    defaults = {
+        "Fresh": _bool(True),
+        "Sensitive": sensitive,
+        "Always Sensitive": _bool(bool(sensitive.value)),
+        "Extractable": extractable,
+        "Never Extractable": _bool(not extractable.value),
+        "Lease Time": Item(Tag.ATTRIBUTE_VALUE, ItemType.INTERVAL, LEASE_SECONDS),
+        "Protection Storage Mask": Item(Tag.ATTRIBUTE_VALUE, ItemType.INTEGER,
+                                        int(ProtectionStorageMask.SOFTWARE)),
+    }
+    return [StoredAttribute(name, value) for name, value in defaults.items()
+            if name not in given]
+
+
+def _bool(value: bool) -> Item:
+    return Item(Tag.ATTRIBUTE_VALUE, ItemType.BOOLEAN, value)
+
+
+def _enum(value: int) -> Item:
+    return Item(Tag.ATTRIBUTE_VALUE, ItemType.ENUMERATION, int(value))
 
 
 def _digest(material: Item) -> Item | None:
@@ -187,7 +231,7 @@ async def create(ctx: Context, payload: CreateRequestPayload) -> CreateResponseP
     ))
     material = to_item(key, Tag.SYMMETRIC_KEY)
     now = ctx.now()
-    attributes += server_attributes(material, now, generated=True)
+    attributes += server_attributes(material, now, generated=True, given=attributes)
     uid = await ctx.write(CreateObject(
         scope=ctx.scope,
         uid=ObjectId(str(uuid.uuid4())),
@@ -217,7 +261,7 @@ async def register(ctx: Context, payload: RegisterRequestPayload) -> RegisterRes
 
     material = to_item(payload.object, payload.object.TAG)
     now = ctx.now()
-    attributes += server_attributes(material, now, generated=False)
+    attributes += server_attributes(material, now, generated=False, given=attributes)
     uid = await ctx.write(CreateObject(
         scope=ctx.scope,
         uid=ObjectId(str(uuid.uuid4())),
@@ -353,12 +397,19 @@ async def locate(ctx: Context, payload: LocateRequestPayload) -> LocateResponseP
         wanted += [stored(attribute_from_v2(item)) for item in payload.attributes.items]
     await ctx.barrier()
 
-    # Every requested attribute must match one of the object's instances. The
-    # newest object comes first (KMIP 2.1 section 6.1.27 leaves order to servers;
-    # clients looking a key up by name want the latest).
+    # Every requested attribute must match one of the object's instances; a date
+    # given twice is a range, both ends included (KMIP 1.4 section 4.9). A destroyed
+    # object is only found by asking for its state: its key is gone. The newest
+    # object comes first (KMIP 2.1 section 6.1.27 leaves order to servers; clients
+    # looking a key up by name want the latest).
+    ranges = _date_ranges(wanted)
+    exact = [a for a in wanted if a.name not in ranges]
+    asks_state = any(a.name == "State" for a in wanted)
     found = [
         obj for obj in ctx.backend.store.objects(ctx.scope)
-        if all(_matches(obj, attribute) for attribute in wanted)
+        if all(_matches(obj, attribute) for attribute in exact)
+        and all(_in_range(obj, name, bounds) for name, bounds in ranges.items())
+        and (asks_state or obj.state not in (State.DESTROYED, State.DESTROYED_COMPROMISED))
     ]
     found.sort(key=lambda obj: (_initial_date(obj), obj.uid), reverse=True)
     total = len(found)
@@ -376,6 +427,20 @@ async def locate(ctx: Context, payload: LocateRequestPayload) -> LocateResponseP
     located = total if ctx.version >= (1, 3) and paged else None
     return LocateResponsePayload(located_items=located,
                                  unique_identifiers=tuple(obj.uid for obj in found))
+
+
+def _date_ranges(wanted: list[StoredAttribute]) -> dict[str, tuple[int, int]]:
+    """The date attributes asked for twice, as (earliest, latest)."""
+    dates: dict[str, list[int]] = {}
+    for attribute in wanted:
+        if attribute.value.type == ItemType.DATE_TIME:
+            dates.setdefault(attribute.name, []).append(int(attribute.value.value))
+    return {name: (min(values), max(values)) for name, values in dates.items()
+            if len(values) == 2}
+
+
+def _in_range(obj: ManagedObject, name: str, bounds: tuple[int, int]) -> bool:
+    return any(bounds[0] <= int(value.value) <= bounds[1] for value in obj.values(name))
 
 
 def _matches(obj: ManagedObject, wanted: StoredAttribute) -> bool:
