@@ -497,7 +497,12 @@ def _seal_settings(table: _Table) -> SealSettings:
 
 
 def _replication_settings(table: _Table) -> ReplicationSettings:
-    listen = table.listen_address("listen", DEFAULT_REPLICATION_LISTEN)
+    # Port 0 (a free port, announced once bound) is allowed here, unlike elsewhere.
+    host, _, port = table.string("listen", DEFAULT_REPLICATION_LISTEN).rpartition(":")
+    if host and port == "0":
+        listen = ListenAddress(host=host.strip("[]"), port=0)
+    else:
+        listen = table.listen_address("listen", DEFAULT_REPLICATION_LISTEN)
     advertise = table.node_address("advertise") if table.has("advertise") else None
     if advertise is None and listen.host in _WILDCARD_HOSTS:
         raise table.error("advertise", f"required when listen is a wildcard ({listen}): the "
