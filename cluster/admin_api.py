@@ -177,6 +177,23 @@ def _presented_token(request: Request) -> str:
     return token
 
 
+async def authenticate(backend: AdminBackend, request: Request) -> Caller:
+    """Who presented the request's token; 401 without one, 403 for an unknown one."""
+    token = _presented_token(request)
+    root = backend.config.api.admin_token
+    if root is not None and hmac.compare_digest(token.encode(), root.encode()):
+        return Caller(TokenKind.ROOT)
+    digest = hash_token(token)
+    found = backend.state.tenancy.token_by_hash(digest)
+    if found is None:
+        # Made on another node a moment ago? A barrier brings this node up to date.
+        await backend.barrier()
+        found = backend.state.tenancy.token_by_hash(digest)
+    if found is None:
+        raise ApiError(403, "the token is not valid (revoked, or never issued)")
+    return Caller(found.kind, found.scope, found.accessor)
+
+
 # Request bodies. extra="forbid" turns a misspelt field into a 422 that names it.
 
 
@@ -294,19 +311,7 @@ def admin_router(backend: AdminBackend) -> APIRouter:
     tenancy = backend.state.tenancy
 
     async def caller(request: Request) -> Caller:
-        token = _presented_token(request)
-        root = backend.config.api.admin_token
-        if root is not None and hmac.compare_digest(token.encode(), root.encode()):
-            return Caller(TokenKind.ROOT)
-        digest = hash_token(token)
-        found = tenancy.token_by_hash(digest)
-        if found is None:
-            # Made on another node a moment ago? A barrier brings this node up to date.
-            await backend.barrier()
-            found = tenancy.token_by_hash(digest)
-        if found is None:
-            raise ApiError(403, "the token is not valid (revoked, or never issued)")
-        return Caller(found.kind, found.scope, found.accessor)
+        return await authenticate(backend, request)
 
     Auth = Annotated[Caller, Depends(caller)]
 

@@ -41,6 +41,8 @@ from .replication_state import ReplicationState
 from .seal import Seal, SealedError, auto_unseal_source, keep_unsealed
 from .state import Command, KeyStore, Outcome
 from .sys_api import sys_router
+from .transform.api import transform_router
+from .transform.engine import Engine as TransformEngine
 
 log = logging.getLogger("keyquorum.node")
 
@@ -206,6 +208,7 @@ async def _serve(config: NodeConfig) -> int:
     admin = AdminBackend(config, replicated, state)
     install_admin_api(app, admin)
     app.include_router(sys_router(admin, seal))
+    app.include_router(transform_router(admin, TransformEngine(state.transform, seal)))
     replication.install_api(app, state)
     try:
         await replication.start()
