@@ -22,6 +22,7 @@ import pickle
 
 from keyquorum.kmip.tables import ResultReason
 
+from .audit_state import AUDIT_COMMANDS, AuditState
 from .barrier import BARRIER_COMMANDS, BarrierState, RestoreState
 from .state import CreateObject, KeyStore, Outcome, Rejected
 from .tenancy import (
@@ -48,6 +49,7 @@ class ClusterState:
         self.tenancy = tenancy if tenancy is not None else TenancyState()
         self.barrier = BarrierState()
         self.transform = TransformState()
+        self.audit = AuditState()
 
     def apply(self, command: object) -> Outcome | TenancyOutcome:
         if isinstance(command, DeleteScope):
@@ -58,6 +60,8 @@ class ClusterState:
             return self.barrier.apply(command)
         if isinstance(command, TRANSFORM_COMMANDS):
             return self.transform.apply(command)
+        if isinstance(command, AUDIT_COMMANDS):
+            return self.audit.apply(command)
         if isinstance(command, RestoreState):
             return self._restore_state(command)
         if isinstance(command, CreateObject) and self.tenancy.scope(command.scope) is None:
@@ -95,6 +99,7 @@ class ClusterState:
             "tenancy": self.tenancy.snapshot(),
             "barrier": self.barrier.snapshot(),
             "transform": self.transform.snapshot(),
+            "audit": self.audit.snapshot(),
         }
         return pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -110,3 +115,5 @@ class ClusterState:
         self.barrier.restore(parts.get("barrier"))
         # Absent from snapshots taken before Transform existed.
         self.transform.restore(parts.get("transform"))
+        # Absent from snapshots taken before audit devices existed.
+        self.audit.restore(parts.get("audit"))

@@ -79,7 +79,8 @@ class KmipAccess:
         role = self._tenancy.role(credential.scope, credential.role)
         if role is None:
             return None
-        return Grant(credential.scope, role.settings.flags, f"credential:{serial:x}")
+        return Grant(credential.scope, role.settings.flags, f"credential:{serial:x}",
+                     credential.role)
 
     def _rule_grant(self, imported: ImportedCa, certificate: x509.Certificate) -> Grant | None:
         # Shortcoming: one certificate of an imported CA cannot be revoked here (no
@@ -92,7 +93,8 @@ class KmipAccess:
         role = self._tenancy.role(scope, role_name)
         if role is None:
             return None
-        return Grant(ScopeName(scope), role.settings.flags, f"imported:{imported.name}")
+        return Grant(ScopeName(scope), role.settings.flags, f"imported:{imported.name}",
+                     role_name)
 
     def _issuer(self, der: bytes, certificate: x509.Certificate) -> str | None:
         # A new CA or a removed import changes who signed what: start afresh.

@@ -42,6 +42,8 @@ class Grant:
     flags: frozenset[str]
     # For log lines: which credential or imported CA the grant came from.
     source: str = ""
+    # The role's name, for audit records.
+    role: str = ""
 
     def permits(self, operation: Operation | int) -> bool:
         if ALL_OPERATIONS in self.flags:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from keyquorum.cluster.state import DEFAULT_SCOPE, ScopeName
 
+from .audit import AuditUnavailable, KmipAudit
 from .authorization import ALL_OPERATIONS, Grant
 from .errors import KmipError, invalid_message
 from .frontend import ClientIdentity
@@ -100,9 +101,11 @@ class KmipService:
         limits: Limits = DEFAULT_LIMITS,
         scope_of: Callable[[ClientIdentity], ScopeName] = _scope_of_everyone,
         grant_of: Callable[[ClientIdentity], Grant | None] | None = None,
+        audit: KmipAudit | None = None,
     ) -> None:
         self._backend = backend
         self._limits = limits
+        self._audit = audit or KmipAudit()
         # With grant_of (the node), each message runs under the client's grant: its
         # scope and its role's operations. Without it, every operation is allowed
         # in scope_of's scope (tests of the service alone).
@@ -154,6 +157,7 @@ class KmipService:
         if refusal is not None:
             failed = tuple(_failure(i.operation, i.unique_batch_item_id, version, refusal)
                            for i in items) or (_failure(None, None, version, refusal),)
+            await self._audit_refused(client, None, version, items, failed)
             return _response(version, failed)
 
         # Who is asking is looked up per message, not per connection, so a role
@@ -162,8 +166,10 @@ class KmipService:
         if grant is None:
             denied = KmipError(ResultReason.PERMISSION_DENIED,
                                "the client certificate is no longer a valid credential")
-            return _response(version, tuple(_failure(i.operation, i.unique_batch_item_id,
-                                                     version, denied) for i in items))
+            failed = tuple(_failure(i.operation, i.unique_batch_item_id, version, denied)
+                           for i in items)
+            await self._audit_refused(client, None, version, items, failed)
+            return _response(version, failed)
 
         # Then run the items in order, sharing one context for the ID Placeholder.
         ctx = Context(self._backend, grant.scope, version)
@@ -177,6 +183,44 @@ class KmipService:
         return _response(version, tuple(answered), header.client_correlation_value)
 
     async def _run(
+        self, ctx: Context, item: RequestBatchItem, client: ClientIdentity, grant: Grant
+    ) -> ResponseBatchItem:
+        # Fail closed: an item the audit trail cannot record is not run, and an answer
+        # it cannot record is not given (cluster/audit.py).
+        try:
+            entry = await self._audit.request(client, grant, ctx.version, item)
+        except AuditUnavailable as error:
+            return _failure(item.operation, item.unique_batch_item_id, ctx.version,
+                            _unaudited(error))
+        answer = await self._execute(ctx, item, client, grant)
+        if entry is None:
+            return answer
+        try:
+            await entry.response(answer)
+        except AuditUnavailable as error:
+            return _failure(item.operation, item.unique_batch_item_id, ctx.version,
+                            _unaudited(error))
+        return answer
+
+    async def _audit_refused(
+        self,
+        client: ClientIdentity,
+        grant: Grant | None,
+        version: tuple[int, int],
+        items: tuple[RequestBatchItem, ...],
+        answers: tuple[ResponseBatchItem, ...],
+    ) -> None:
+        # Items refused before any could run are recorded too (a revoked credential
+        # knocking is what an auditor looks for); they fail whether or not it works.
+        try:
+            for item, answer in zip(items, answers, strict=False):
+                entry = await self._audit.request(client, grant, version, item)
+                if entry is not None:
+                    await entry.response(answer)
+        except AuditUnavailable:
+            pass
+
+    async def _execute(
         self, ctx: Context, item: RequestBatchItem, client: ClientIdentity, grant: Grant
     ) -> ResponseBatchItem:
         started = time.perf_counter()
@@ -210,6 +254,11 @@ class KmipService:
             result_status=ResultStatus.SUCCESS,
             payload=payload,
         )
+
+
+def _unaudited(error: AuditUnavailable) -> KmipError:
+    return KmipError(ResultReason.GENERAL_FAILURE,
+                     f"refused: the audit log cannot record this request ({error})")
 
 
 def _name(operation: object) -> str:
