@@ -149,6 +149,24 @@ class Destroy:
 
 
 @dataclass(frozen=True)
+class MarkServed:
+    """The object's key material left the server (a Get): it is no longer Fresh."""
+
+    scope: ScopeName
+    uid: UniqueIdentifier
+
+
+@dataclass(frozen=True)
+class ConsumeUsage:
+    """Spend ``amount`` of the object's Usage Limits Count, or refuse when it lacks that."""
+
+    scope: ScopeName
+    uid: UniqueIdentifier
+    amount: int
+    now: int
+
+
+@dataclass(frozen=True)
 class NoOp:
     """Changes nothing; the read barrier commits one to learn the commit index."""
 
@@ -162,6 +180,8 @@ Command = (
     | Activate
     | Revoke
     | Destroy
+    | MarkServed
+    | ConsumeUsage
     | NoOp
 )
 
@@ -278,7 +298,7 @@ class KeyStore:
             if isinstance(command, NoOp):
                 return Applied()
             if not isinstance(command, AddAttribute | ModifyAttribute | DeleteAttribute
-                              | Activate | Revoke | Destroy):
+                              | Activate | Revoke | Destroy | MarkServed | ConsumeUsage):
                 return Rejected(ResultReason.GENERAL_FAILURE, "unknown command")
 
             obj = self._objects.get((command.scope, command.uid))
@@ -367,6 +387,10 @@ def _change(obj: ManagedObject, command: object) -> ManagedObject | Rejected:
         return _revoke(obj, command)
     if isinstance(command, Destroy):
         return _destroy(obj, command)
+    if isinstance(command, MarkServed):
+        return _with(obj, "Fresh", attribute_value(ItemType.BOOLEAN, False))
+    if isinstance(command, ConsumeUsage):
+        return _consume_usage(obj, command)
     return Rejected(ResultReason.GENERAL_FAILURE, "unknown command")
 
 
@@ -382,6 +406,9 @@ def _add_attribute(obj: ManagedObject, command: AddAttribute) -> ManagedObject |
 
 
 def _modify_attribute(obj: ManagedObject, command: ModifyAttribute) -> ManagedObject | Rejected:
+    # Once a key is past Pre-Active its activation is history (KMIP 2.1 section 4.1).
+    if command.name == "Activation Date" and obj.state != State.PRE_ACTIVE:
+        return _wrong_state(obj, "given another Activation Date")
     if command.name in SERVER_OWNED:
         return Rejected(ResultReason.ATTRIBUTE_READ_ONLY, f"{command.name} is set by the server")
     position = _position(obj, command.name, command.index)
@@ -402,6 +429,22 @@ def _delete_attribute(obj: ManagedObject, command: DeleteAttribute) -> ManagedOb
                         f"no {command.name} attribute at index {command.index}")
     attributes = obj.attributes[:position] + obj.attributes[position + 1:]
     return _touched(obj, command.now, attributes=attributes)
+
+
+def _consume_usage(obj: ManagedObject, command: ConsumeUsage) -> ManagedObject | Rejected:
+    limits = obj.first("Usage Limits")
+    if limits is None:
+        return obj
+    fields = {item.tag: item for item in limits.value}
+    total = fields.get(Tag.USAGE_LIMITS_TOTAL)
+    count = fields.get(Tag.USAGE_LIMITS_COUNT, total)
+    if count is None or command.amount > count.value:
+        return Rejected(ResultReason.PERMISSION_DENIED, "the key's Usage Limits are used up")
+    fields[Tag.USAGE_LIMITS_COUNT] = Item(Tag.USAGE_LIMITS_COUNT, ItemType.LONG_INTEGER,
+                                          count.value - command.amount)
+    order = (Tag.USAGE_LIMITS_TOTAL, Tag.USAGE_LIMITS_COUNT, Tag.USAGE_LIMITS_UNIT)
+    value = attribute_value(ItemType.STRUCTURE, [fields[t] for t in order if t in fields])
+    return _touched(_with(obj, "Usage Limits", value), command.now)
 
 
 def _activate(obj: ManagedObject, command: Activate) -> ManagedObject | Rejected:

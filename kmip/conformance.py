@@ -169,6 +169,11 @@ class _Conversation:
     """What one case has learned so far from the server's answers."""
 
     bound: dict[str, Any] = field(default_factory=dict)
+    # The last value of each tag in the server's answers, by its placeholder name
+    # ($MAC_DATA for MAC Data): some files use one in a request that no expected
+    # response binds, meaning "what the server just answered".
+    answered: dict[str, Any] = field(default_factory=dict)
+    answer_counts: dict[str, int] = field(default_factory=dict)
     # A random value the file shows, and what this server answered in its place.
     replaced: dict[Any, Any] = field(default_factory=dict)
     generated: bool = False
@@ -181,6 +186,8 @@ class _Conversation:
     def request_value(self, name: str, item_type: ItemType) -> Any:
         if name in self.bound:
             return self.bound[name]
+        if name in self.answered:
+            return self.answered[name]
         if name.startswith("$NOW"):
             now = int(time.time())
             return now * 1_000_000 if item_type == ItemType.DATE_TIME_EXTENDED else now
@@ -238,10 +245,34 @@ def _converse(elements: list[ET.Element], transport: Transport) -> None:
         expected = item_from_test_element(expected_element, lambda name, _: Wildcard(name))
         if _holds_value(request, Tag.OBJECT_TYPE, {ObjectType.PUBLIC_KEY, ObjectType.PRIVATE_KEY}):
             conversation.asymmetric = True
-        random = conversation.generated or _draws_randomness(request, conversation.asymmetric)
+        random = conversation.generated or _draws_randomness(request, conversation.asymmetric) \
+            or _server_sent_iv(request, answer)
+        _remember(answer, conversation)
         _compare(expected, answer, f"response {number + 1}", conversation, random)
         if any(_operation(item) in _RANDOM_OPERATIONS for item in _batch_items(request)):
             conversation.generated = True
+
+
+def _remember(answer: Item, conversation: _Conversation) -> None:
+    if answer.type == ItemType.STRUCTURE:
+        for child in answer.value:
+            _remember(child, conversation)
+    elif answer.tag in Tag._value2member_map_:
+        # $DATA is the last Data answered; $DATA_0, $DATA_1, ... each one in turn.
+        name = f"${Tag(answer.tag).name}"
+        conversation.answered[name] = answer.value
+        count = conversation.answer_counts.get(name, 0)
+        conversation.answered[f"{name}_{count}"] = answer.value
+        conversation.answer_counts[name] = count + 1
+
+
+def _server_sent_iv(request: Item, answer: Item) -> bool:
+    """Whether the server chose the IV of an Encrypt: the answer has one the request
+    lacks (the key's own Cryptographic Parameters may ask for a Random IV)."""
+    return any(
+        _operation(item) == Operation.ENCRYPT and _find(item, Tag.IV_COUNTER_NONCE) is None
+        for item in _batch_items(request)
+    ) and _find(answer, Tag.IV_COUNTER_NONCE) is not None
 
 
 def _batch_items(message: Item) -> list[Item]:

@@ -15,7 +15,14 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives import cmac, hashes, hmac, keywrap, serialization
+from cryptography.hazmat.primitives import (
+    cmac,
+    constant_time,
+    hashes,
+    hmac,
+    keywrap,
+    serialization,
+)
 from cryptography.hazmat.primitives import padding as block_padding
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
@@ -86,6 +93,10 @@ _IV_LENGTH: dict[int, int] = {
     BlockCipherMode.CTR: 16, BlockCipherMode.GCM: 12, BlockCipherMode.XTS: 16,
     BlockCipherMode.AEAD: 12,
 }
+
+
+# The shortest authentication tag a decryption accepts (GCM and ChaCha20-Poly1305).
+MIN_TAG_BYTES = 4
 
 
 def crypto_failure(message: str) -> KmipError:
@@ -171,7 +182,9 @@ def _mode(mode: int, iv: bytes | None) -> Any:
         if mode == BlockCipherMode.XTS:
             return modes.XTS(iv)
         if mode == BlockCipherMode.GCM:
-            return modes.GCM(iv)
+            # A client may send a truncated tag (Tag Length, NIST SP 800-38D section
+            # 5.2.1.2 allows 4 to 16 bytes); only decryption reads this bound.
+            return modes.GCM(iv, min_tag_length=MIN_TAG_BYTES)
     except ValueError as error:
         raise crypto_failure(f"bad IV or tag: {error}") from None
     raise not_supported(f"block cipher mode {mode} is not supported")
@@ -283,11 +296,32 @@ def aead(encrypt: bool, key: bytes, nonce: bytes, data: bytes, aad: bytes | None
         if encrypt:
             sealed = cipher.encrypt(nonce, data, aad)
             return SymmetricResult(sealed[:-16], tag=sealed[-16:])
-        return SymmetricResult(cipher.decrypt(nonce, data + (tag or b""), aad))
+        tag = tag or b""
+        if len(tag) == 16:
+            return SymmetricResult(cipher.decrypt(nonce, data + tag, aad))
+        return SymmetricResult(_aead_truncated(cipher, key, nonce, data, aad, tag))
     except InvalidTag:
         raise crypto_failure("the authentication tag does not verify") from None
     except ValueError as error:
         raise crypto_failure(f"unusable key or nonce: {error}") from None
+
+
+def _aead_truncated(cipher: ChaCha20Poly1305, key: bytes, nonce: bytes, data: bytes,
+                    aad: bytes | None, tag: bytes) -> bytes:
+    """Decrypt under a tag cut to ``len(tag)`` bytes, which the AEAD API cannot check.
+
+    The RFC 8439 ciphertext is the ChaCha20 stream from block counter 1 XOR the
+    plaintext, so decrypting is that stream again; the tag is then recomputed over
+    the same inputs and its prefix compared in constant time.
+    """
+    if not MIN_TAG_BYTES <= len(tag) < 16 or len(nonce) != 12:
+        raise InvalidTag
+    stream = Cipher(algorithms.ChaCha20(key, (1).to_bytes(4, "little") + nonce), mode=None)
+    plaintext = stream.decryptor().update(data)
+    expected = cipher.encrypt(nonce, plaintext, aad)[-16:][:len(tag)]
+    if not constant_time.bytes_eq(expected, tag):
+        raise InvalidTag
+    return plaintext
 
 
 def key_wrap(encrypt: bool, key: bytes, data: bytes) -> bytes:
@@ -363,13 +397,18 @@ def _signature_scheme(params: CryptographicParameters) -> tuple[hashes.HashAlgor
 
 
 def _rsa_signature_padding(method: int | None, chosen: hashes.HashAlgorithm,
-                           params: CryptographicParameters) -> padding.AsymmetricPadding:
+                           params: CryptographicParameters, verifying: bool = False
+                           ) -> padding.AsymmetricPadding:
     if method in (None, PaddingMethod.PKCS1_V1_5):
         return padding.PKCS1v15()
     if method == PaddingMethod.PSS:
         mgf_hash = hash_algorithm(params.mask_generator_hashing_algorithm
                                   or params.hashing_algorithm, HashingAlgorithm.SHA_256)
-        salt = params.salt_length if params.salt_length is not None else chosen.digest_size
+        # Without a Salt Length, a signature of any salt verifies (signers commonly use
+        # the digest size or the maximum); ours use the digest size.
+        salt: Any = params.salt_length
+        if salt is None:
+            salt = padding.PSS.AUTO if verifying else chosen.digest_size
         return padding.PSS(mgf=padding.MGF1(mgf_hash), salt_length=salt)
     raise not_supported(f"padding method {method} is not supported for signatures")
 
@@ -392,8 +431,8 @@ def verify(key: PublicKey, params: CryptographicParameters, data: bytes | None,
     message, algorithm = _message(chosen, data, digested)
     try:
         if isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, message, _rsa_signature_padding(method, chosen, params),
-                       algorithm)
+            key.verify(signature, message,
+                       _rsa_signature_padding(method, chosen, params, verifying=True), algorithm)
         else:
             key.verify(signature, message, ec.ECDSA(algorithm))
     except InvalidSignature:

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from keyquorum.cluster.state import ManagedObject
+from keyquorum.cluster.state import ConsumeUsage, ManagedObject
 from keyquorum.cluster.state import UniqueIdentifier as ObjectId
 
 from .. import crypto
@@ -58,6 +58,7 @@ from ..tables import (
     ResultReason,
     State,
     Tag,
+    UsageLimitsUnit,
     ValidityIndicator,
 )
 from ..ttlv import Item, ItemType, decode_item
@@ -124,8 +125,12 @@ class _Key:
     material: bytes | Item | None
 
 
-async def _key(ctx: Context, requested: Any, protect: bool, usage: int) -> _Key:
-    """The key an operation names, refused unless its state and dates allow the use."""
+async def _key(ctx: Context, requested: Any, protect: bool, usage: int,
+               used: bytes | None = None) -> _Key:
+    """The key an operation names, refused unless its state and dates allow the use.
+
+    A protecting use of ``used`` bytes spends the key's Usage Limits, if it has any.
+    """
     obj = await ctx.read(requested)
     if obj.material is None:
         raise KmipError(ResultReason.WRONG_KEY_LIFECYCLE_STATE, "the key was destroyed")
@@ -144,6 +149,8 @@ async def _key(ctx: Context, requested: Any, protect: bool, usage: int) -> _Key:
     if mask is not None and not mask.value & usage:
         raise KmipError(ResultReason.INCOMPATIBLE_CRYPTOGRAPHIC_USAGE_MASK,
                         f"the key's usage mask does not allow {CryptographicUsageMask(usage).name}")
+    if protect and used is not None:
+        await _consume(ctx, obj, used)
 
     block = _child(decode_item(obj.material), Tag.KEY_BLOCK)
     if block is None:
@@ -159,6 +166,19 @@ async def _key(ctx: Context, requested: Any, protect: bool, usage: int) -> _Key:
         material = None if found is None else found.value if found.type == ItemType.BYTE_STRING \
             else found
     return _Key(obj, algorithm, _value(block, Tag.KEY_FORMAT_TYPE), material)
+
+
+async def _consume(ctx: Context, obj: ManagedObject, used: bytes) -> None:
+    """Spend the key's Usage Limits through the log, so every node counts the same.
+
+    Only a key with limits pays for the write; the state refuses an overdraft.
+    """
+    limits = obj.first("Usage Limits")
+    if limits is None:
+        return
+    unit = next((i.value for i in limits.value if i.tag == Tag.USAGE_LIMITS_UNIT), None)
+    amount = 1 if unit == UsageLimitsUnit.OBJECT else len(used)
+    await ctx.write(ConsumeUsage(ctx.scope, obj.uid, amount, ctx.now()))
 
 
 def _child(item: Item, tag: int) -> Item | None:
@@ -231,7 +251,7 @@ async def _cipher(
 ) -> EncryptResponsePayload | DecryptResponsePayload:
     name = "encrypt" if encrypting else "decrypt"
     usage = CryptographicUsageMask.ENCRYPT if encrypting else CryptographicUsageMask.DECRYPT
-    key = await _key(ctx, payload.unique_identifier, encrypting, usage)
+    key = await _key(ctx, payload.unique_identifier, encrypting, usage, payload.data or b"")
     uid = key.obj.uid
     params = _params(key, payload.cryptographic_parameters)
     algorithm = _algorithm(key, params)
@@ -273,13 +293,22 @@ async def _cipher(
         iv = drawn = crypto.fresh_iv(algorithm, params)
     aad = payload.authenticated_encryption_additional_data
 
-    if algorithm == CryptographicAlgorithm.CHACHA20POLY1305 or (
-        mode == BlockCipherMode.AEAD
+    aead = algorithm == CryptographicAlgorithm.CHACHA20POLY1305 or mode == BlockCipherMode.AEAD
+    if (aead or mode == BlockCipherMode.GCM) and params.tag_length is not None and not (
+        crypto.MIN_TAG_BYTES <= params.tag_length <= 16
     ):
+        # General Failure, not Invalid Field: the reason the OASIS cases (CS-BC-M-GCM-1)
+        # give for a tag length the algorithm cannot produce.
+        raise KmipError(ResultReason.GENERAL_FAILURE,
+                        f"Tag Length must be {crypto.MIN_TAG_BYTES} to 16 bytes")
+
+    if aead:
         if iv is None:
             raise invalid_field("ChaCha20-Poly1305 needs a nonce")
         result = crypto.aead(encrypting, secret, iv, data, aad, tag)
-        return _cipher_answer(encrypting, uid, result.data, iv=drawn, tag=result.tag)
+        sent_tag = result.tag[:params.tag_length] if result.tag and params.tag_length else \
+            result.tag
+        return _cipher_answer(encrypting, uid, result.data, iv=drawn, tag=sent_tag)
 
     cipher = crypto.start_cipher(encrypting, algorithm, secret, params, iv, aad)
     out = cipher.update(data)

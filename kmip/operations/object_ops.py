@@ -17,6 +17,7 @@ from keyquorum.cluster.state import (
     CreateObject,
     Destroy,
     ManagedObject,
+    MarkServed,
     Revoke,
     StoredAttribute,
 )
@@ -306,15 +307,28 @@ async def get(ctx: Context, payload: GetRequestPayload) -> GetResponsePayload:
         raise KmipError(ResultReason.OBJECT_DESTROYED, "the object was destroyed")
     if payload.key_wrapping_specification is not None:
         raise KmipError(ResultReason.FEATURE_NOT_SUPPORTED, "key wrapping is not supported yet")
+    # Sensitive and non-extractable material never leaves in the clear (KMIP 2.1
+    # sections 4.49 and 4.21); with no wrapping yet, it does not leave at all.
+    if _flag(obj, "Sensitive", False):
+        raise KmipError(ResultReason.SENSITIVE, "the object is Sensitive")
+    if not _flag(obj, "Extractable", True):
+        raise KmipError(ResultReason.NOT_EXTRACTABLE, "the object is not Extractable")
 
     item = decode_item(obj.material)
     if payload.key_format_type is not None:
         item = _in_format(obj, item, payload.key_format_type)
+    if _flag(obj, "Fresh", False):
+        await ctx.write(MarkServed(ctx.scope, obj.uid))
     return GetResponsePayload(
         object_type=obj.object_type,
         unique_identifier=obj.uid,
         object=from_item(_OBJECT_CLASSES[item.tag], item),
     )
+
+
+def _flag(obj: ManagedObject, name: str, default: bool) -> bool:
+    value = obj.first(name)
+    return default if value is None else bool(value.value)
 
 
 def _in_format(obj: ManagedObject, item: Item, wanted: int) -> Item:
