@@ -167,6 +167,20 @@ class ConsumeUsage:
 
 
 @dataclass(frozen=True)
+class RestoreObjects:
+    """Put objects back as they were before a batch with Undo (KMIP 2.1 section 8.6).
+
+    Each entry is (identifier, before, after): the object is set back to ``before``
+    (None: it did not exist) only if it still is ``after``, what the batch left. If
+    anyone else changed one in between, nothing is restored and the command is
+    refused: an undo never overwrites another client's write.
+    """
+
+    scope: ScopeName
+    entries: tuple[tuple[UniqueIdentifier, ManagedObject | None, ManagedObject | None], ...]
+
+
+@dataclass(frozen=True)
 class NoOp:
     """Changes nothing; the read barrier commits one to learn the commit index."""
 
@@ -182,6 +196,7 @@ Command = (
     | Destroy
     | MarkServed
     | ConsumeUsage
+    | RestoreObjects
     | NoOp
 )
 
@@ -236,6 +251,10 @@ SERVER_OWNED = frozenset(
         "Original Creation Date",
         "Fresh",
         "Key Value Present",
+        # Read from the certificate itself (kmip/operations/certificate_attributes.py).
+        "Certificate Length",
+        *(f"Certificate {role} {field}" for role in ("Subject", "Issuer")
+          for field in ("CN", "O", "OU", "Email", "C", "ST", "L")),
     }
 )
 
@@ -297,6 +316,8 @@ class KeyStore:
                 return self._create_all(command)
             if isinstance(command, NoOp):
                 return Applied()
+            if isinstance(command, RestoreObjects):
+                return self._restore(command)
             if not isinstance(command, AddAttribute | ModifyAttribute | DeleteAttribute
                               | Activate | Revoke | Destroy | MarkServed | ConsumeUsage):
                 return Rejected(ResultReason.GENERAL_FAILURE, "unknown command")
@@ -330,6 +351,19 @@ class KeyStore:
         objects = pickle.loads(data)
         with self._lock:
             self._objects = objects
+
+    def _restore(self, command: RestoreObjects) -> Outcome:
+        keys = [(command.scope, uid) for uid, _, _ in command.entries]
+        if any(self._objects.get(key) != after
+               for key, (_, _, after) in zip(keys, command.entries, strict=True)):
+            return Rejected(ResultReason.GENERAL_FAILURE,
+                            "another client changed an object since: nothing was undone")
+        for key, (_, before, _) in zip(keys, command.entries, strict=True):
+            if before is None:
+                self._objects.pop(key, None)
+            else:
+                self._objects[key] = before
+        return Applied(command.entries[0][0] if command.entries else None)
 
     def _create_all(self, command: CreateObjects) -> Outcome:
         # Check every identifier before creating any, so that a refusal leaves none.

@@ -6,8 +6,9 @@ follow KMIP 1.4 section 6 and 2.1 section 8:
 
 - every response item echoes the Operation and the Unique Batch Item ID;
 - Batch Error Continuation Option: Stop (the default) answers up to the first
-  failed item, Continue runs every item; Undo is refused for a batch that writes,
-  since committed Raft entries cannot be rolled back;
+  failed item, Continue runs every item, Undo also rolls back what the items
+  before the failed one wrote (kmip/operations/undo.py) and answers them
+  Operation Undone;
 - items run in order, so Batch Order Option is always honoured;
 - the ID Placeholder carries an identifier from one item to the next.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from keyquorum.cluster.state import DEFAULT_SCOPE, ScopeName
@@ -38,7 +40,7 @@ from .messages import (
     decode_message,
     encode_message,
 )
-from .operations import HANDLERS, SUPPORTED_VERSIONS, WRITES, Backend, Context
+from .operations import HANDLERS, SUPPORTED_VERSIONS, WRITES, Backend, Context, undo
 from .payloads import ProtocolVersion, UnknownPayload
 from .tables import (
     VALUE_SINCE,
@@ -149,11 +151,6 @@ class KmipService:
             refusal = invalid_message(
                 f"Batch Count is {header.batch_count} but the message holds {len(items)} items")
         option = header.batch_error_continuation_option or BatchErrorContinuationOption.STOP
-        if option == BatchErrorContinuationOption.UNDO and len(items) > 1 and any(
-            item.operation in WRITES for item in items
-        ):
-            refusal = KmipError(ResultReason.FEATURE_NOT_SUPPORTED,
-                                "Undo is not supported for a batch that writes: use Stop")
         if refusal is not None:
             failed = tuple(_failure(i.operation, i.unique_batch_item_id, version, refusal)
                            for i in items) or (_failure(None, None, version, refusal),)
@@ -173,11 +170,16 @@ class KmipService:
 
         # Then run the items in order, sharing one context for the ID Placeholder.
         ctx = Context(self._backend, grant.scope, version)
+        undoable = option == BatchErrorContinuationOption.UNDO and any(
+            item.operation in WRITES for item in items)
+        before = await undo.snapshot(ctx) if undoable else {}
         answered: list[ResponseBatchItem] = []
         for item in items:
             answer = await self._run(ctx, item, client, grant)
             answered.append(answer)
             failed_item = answer.result_status != ResultStatus.SUCCESS
+            if failed_item and undoable:
+                answered = await self._undo(ctx, before, items, answered)
             if failed_item and option != BatchErrorContinuationOption.CONTINUE:
                 break
         return _response(version, tuple(answered), header.client_correlation_value)
@@ -254,6 +256,22 @@ class KmipService:
             result_status=ResultStatus.SUCCESS,
             payload=payload,
         )
+
+    async def _undo(
+        self, ctx: Context, before: undo.Snapshot, items: tuple[RequestBatchItem, ...],
+        answered: list[ResponseBatchItem],
+    ) -> list[ResponseBatchItem]:
+        """The answers once the items before the failed one are rolled back."""
+        touched = [uid for item, answer in zip(items, answered, strict=False)
+                   for uid in undo.identifiers(item.payload) + undo.identifiers(answer.payload)]
+        try:
+            await undo.roll_back(ctx, before, touched)
+        except KmipError as error:
+            log.warning("undo_refused reason=%s", error.reason.name)
+            return answered
+        return [replace(answer, result_status=ResultStatus.OPERATION_UNDONE)
+                if answer.result_status == ResultStatus.SUCCESS else answer
+                for answer in answered]
 
 
 def _unaudited(error: AuditUnavailable) -> KmipError:

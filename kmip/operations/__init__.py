@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..tables import Operation
+from . import undo
 from .attribute_ops import (
     add_attribute,
     delete_attribute,
@@ -82,4 +83,4 @@ WRITES = frozenset({
     Operation.DESTROY,
 })
 
-__all__ = ["HANDLERS", "SUPPORTED_VERSIONS", "WRITES", "Backend", "Context", "Handler"]
+__all__ = ["HANDLERS", "SUPPORTED_VERSIONS", "WRITES", "Backend", "Context", "Handler", "undo"]

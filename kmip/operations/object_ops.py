@@ -57,6 +57,7 @@ from ..tables import (
 )
 from ..ttlv import Item, ItemType, decode_item, encode_item
 from .attribute_ops import stored
+from .certificate_attributes import certificate_attributes
 from .context import Context
 
 # Key lengths in bits each algorithm allows for a generated symmetric key.
@@ -259,6 +260,10 @@ async def register(ctx: Context, payload: RegisterRequestPayload) -> RegisterRes
     key_block = getattr(payload.object, "key_block", None)
     if isinstance(key_block, KeyBlock):
         attributes += _key_block_attributes(key_block, attributes)
+
+    certificate_value = getattr(payload.object, "certificate_value", None)
+    if isinstance(certificate_value, bytes):
+        attributes += certificate_attributes(certificate_value)
 
     material = to_item(payload.object, payload.object.TAG)
     now = ctx.now()
