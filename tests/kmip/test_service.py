@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from keyquorum.cluster.barrier import Keyring
-from keyquorum.cluster.state import Command, KeyStore, Outcome
+from keyquorum.cluster.state import DEFAULT_SCOPE, Command, KeyStore, Outcome
 from keyquorum.kmip.attributes import Attribute, Attributes, TemplateAttribute
 from keyquorum.kmip.frontend import ClientIdentity
 from keyquorum.kmip.messages import (
@@ -201,13 +201,22 @@ def test_stop_ends_the_batch_at_the_first_failure_and_continue_does_not(
         ResultStatus.OPERATION_FAILED, ResultStatus.SUCCESS]
 
 
-def test_undo_is_refused_for_a_batch_that_writes(service: KmipService) -> None:
-    response = run(service, request(item(Operation.CREATE, create_aes()),
-                                    item(Operation.CREATE, create_aes()),
-                                    option=BatchErrorContinuationOption.UNDO))
+def test_undo_rolls_back_the_writes_before_the_failed_item(service: KmipService) -> None:
+    existing = run(service, request(item(Operation.CREATE, create_aes()))).batch_items[0]\
+        .payload.unique_identifier
+    response = run(service, request(
+        item(Operation.CREATE, create_aes()),
+        item(Operation.ACTIVATE, ActivateRequestPayload(unique_identifier=existing)),
+        item(Operation.DESTROY, DestroyRequestPayload(unique_identifier=existing)),
+        option=BatchErrorContinuationOption.UNDO))
 
-    assert {i.result_reason for i in response.batch_items} == {ResultReason.FEATURE_NOT_SUPPORTED}
-    assert len(service._backend.store) == 0  # type: ignore[attr-defined]
+    statuses = [i.result_status for i in response.batch_items]
+    assert statuses == [ResultStatus.OPERATION_UNDONE, ResultStatus.OPERATION_UNDONE,
+                        ResultStatus.OPERATION_FAILED]
+    # The created key is gone again and the activated one is Pre-Active again.
+    store = service._backend.store  # type: ignore[attr-defined]
+    assert len(store) == 1
+    assert store.get(DEFAULT_SCOPE, existing).state == State.PRE_ACTIVE
 
 
 def test_locate_by_name_finds_the_key_in_either_version(service: KmipService) -> None:
