@@ -386,7 +386,9 @@ def _items(body: UseBody) -> list[EncodeItem]:
     if body.batch_input is not None:
         if not body.batch_input:
             raise ApiError(400, "batch_input is empty")
-        return [EncodeItem(item.value, item.tweak, _ttl(item.ttl), item.metadata)
+        # The request's tweak, ttl and metadata stand for items that give none.
+        return [EncodeItem(item.value, item.tweak or body.tweak, _ttl(item.ttl or body.ttl),
+                           item.metadata or body.metadata)
                 for item in body.batch_input]
     assert body.value is not None
     return [EncodeItem(body.value, body.tweak, _ttl(body.ttl), body.metadata)]
