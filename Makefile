@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 DEV_DIR ?= dev-cluster
 TYPECHECK := build/typecheck
 
-.PHONY: run test lint typecheck tables check-tables proto check-proto unit bench-codec conformance clean
+.PHONY: run test lint typecheck tables check-tables proto check-proto unit bench-codec bench conformance clean
 
 # Install (or refresh) the virtualenv whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -58,6 +58,11 @@ conformance: $(STAMP)
 # Decode and encode rates of vCenter's Create request, beside PyKMIP's, in one run.
 bench-codec: $(STAMP)
 	$(BIN)/python bench/codec_bench.py
+
+# keyquorum's 3-node cluster beside PyKMIP's server and a TLS echo ceiling, then a node
+# holding 100,000 keys; writes docs/performance.md, .png and .json. About 15 minutes.
+bench: $(STAMP)
+	$(BIN)/python bench/kmip_bench.py
 
 clean:
 	rm -rf $(VENV) build $(DEV_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis

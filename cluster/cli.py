@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from keyquorum.cluster.cli_admin import register as register_admin_commands
+from keyquorum.cluster.cli_bench import register as register_bench_command
 from keyquorum.cluster.cli_operator import register as register_operator_commands
 from keyquorum.cluster.config import ConfigError, load_config
 from keyquorum.cluster.dev import DEFAULT_BASE_PORT, DevError, DevOptions, run_dev
@@ -160,6 +161,8 @@ register_admin_commands(cli)
 register_operator_commands(cli)
 # transform alphabet|template|transformation|role|encode|decode|token (cluster/transform/cli.py).
 register_transform_commands(cli)
+# bench: a KMIP load generator for any server (cluster/cli_bench.py).
+register_bench_command(cli)
 
 
 def main() -> None:
