@@ -3,7 +3,10 @@
 `make conformance` runs all 168; these few keep the everyday suite honest about the
 paths they cross: a key lifecycle in 1.4 and 2.1 through a follower (writes
 forwarded through Raft, reads after a barrier), encryption with a generated key,
-a multi-part GCM operation, and Create Key Pair with Sign and Signature Verify.
+a multi-part GCM operation, Create Key Pair with Sign and Signature Verify, a
+batch with Undo rolled back through the log, Usage Limits spent through the log,
+Fresh cleared by a Get, a whole attribute listing, and ChaCha20-Poly1305 with a
+truncated tag.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ CASES = [
     "kmip-1.4/mandatory/CS-BC-M-3-14.xml",
     "kmip-1.4/mandatory/CS-BC-M-GCM-3-14.xml",
     "kmip-1.4/mandatory/AKLC-M-2-14.xml",
+    "kmip-2.1/mandatory/BL-M-2-21.xml",
+    "kmip-1.4/mandatory/CS-BC-M-7-14.xml",
+    "kmip-2.1/mandatory/BL-M-13-21.xml",
+    "kmip-2.1/mandatory/SKFF-M-9-21.xml",
+    "kmip-2.1/mandatory/CS-BC-M-CHACHA20POLY1305-1-21.xml",
 ]
 
 
