@@ -27,6 +27,10 @@ CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conforman
 LIFECYCLE = CONFORMANCE / "kmip-1.4" / "mandatory" / "SKLC-M-1-14.xml"
 GENERATED_KEY_ENCRYPT = CONFORMANCE / "kmip-1.4" / "mandatory" / "CS-BC-M-1-14.xml"
 REGISTERED_KEY_ENCRYPT = CONFORMANCE / "kmip-1.4" / "mandatory" / "CS-BC-M-4-14.xml"
+# Encrypt under a key whose own parameters ask for a Random IV; Decrypt sends $DATA_0.
+KEY_RANDOM_IV = CONFORMANCE / "kmip-1.4" / "mandatory" / "CS-BC-M-13-14.xml"
+# MAC Verify sends $MAC_DATA, which no expected response binds.
+MAC_THEN_VERIFY = CONFORMANCE / "kmip-1.4" / "mandatory" / "CS-AC-M-6-14.xml"
 
 # Alters the responses of one case before the fake server sends them.
 Alteration = Callable[[list[Item]], list[Item]]
@@ -200,6 +204,30 @@ def test_ciphertext_may_differ_only_under_a_generated_key(
     assert lines[1].startswith("FAIL CS-BC-M-4-14: response 2/")
     assert "Data: expected" in lines[1]
     assert lines[2] == "1 passed, 1 failed"
+
+
+def test_an_iv_the_server_chose_makes_its_ciphertext_its_own(
+    credentials: dict[str, Path], replay: Callable[..., ReplayServer]
+) -> None:
+    # The request names no IV: the server drew one, so other ciphertext is expected,
+    # and the Decrypt that follows ($DATA_0) receives the server's own.
+    server = replay((KEY_RANDOM_IV, lambda responses: in_response(1, Tag.IV_COUNTER_NONCE,
+                                                                  bytes(16))(
+        in_response(1, Tag.DATA, bytes(35))(responses))))
+
+    _, lines = run_cli(credentials, server.port, KEY_RANDOM_IV)
+
+    assert lines == ["PASS CS-BC-M-13-14", "1 passed, 0 failed"]
+
+
+def test_a_placeholder_no_response_binds_is_the_servers_last_answer(
+    credentials: dict[str, Path], replay: Callable[..., ReplayServer]
+) -> None:
+    server = replay((MAC_THEN_VERIFY, None))
+
+    _, lines = run_cli(credentials, server.port, MAC_THEN_VERIFY)
+
+    assert lines == ["PASS CS-AC-M-6-14", "1 passed, 0 failed"]
 
 
 def test_an_unreachable_server_fails_every_case(credentials: dict[str, Path]) -> None:
