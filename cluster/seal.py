@@ -146,6 +146,8 @@ class Seal:
         self._lock = threading.Lock()
         self._keyring: Keyring | None = None
         self._generation: int | None = None
+        # The record this node's keyring came from, to tell a new record from a replay.
+        self._opened: BarrierRecord | None = None
         self._pending: list[Share] = []
         # Sealed by an operator: auto-unseal leaves the node sealed until told otherwise.
         self.held = False
@@ -338,6 +340,7 @@ class Seal:
             self.held = False
             self._keyring = keyring
             self._generation = record.root_generation
+            self._opened = record
             self._pending = []
         log.info("node_unsealed keyring_version=%d", record.keyring_version)
 
@@ -356,9 +359,7 @@ class Seal:
             self.seal()
             return
         try:
-            if record.root_generation == self._generation and (
-                record.keyring_version == held.active_version
-            ):
+            if record == self._opened:
                 return
             try:
                 keyring = record.open_with_previous(held)
@@ -372,6 +373,7 @@ class Seal:
         with self._lock:
             self._keyring = keyring
             self._generation = record.root_generation
+            self._opened = record
         log.info("keyring_followed keyring_version=%d root_generation=%d",
                  record.keyring_version, record.root_generation)
 

@@ -184,3 +184,16 @@ def test_a_dev_key_file_unseals_automatically(tmp_path: Path) -> None:
     write_dev_root_key(key_file)
     with pytest.raises(UnsealError, match="does not open"):
         Seal(state, DevFileRootKey(key_file)).unseal_automatically()
+
+
+def test_a_restored_record_from_another_cluster_seals_the_nodes_it_does_not_open() -> None:
+    # Same keyring version and root generation on both sides: only the keys differ.
+    saved_state, _, saved_shares = initialized(1, 1)
+    state, seal, shares = initialized(1, 1)
+    seal.unseal(shares[0])
+
+    state.restore(saved_state.snapshot())
+    assert seal.sealed
+    with pytest.raises(UnsealError, match="do not open"):
+        seal.unseal(shares[0])
+    assert seal.unseal(saved_shares[0]).sealed is False

@@ -1,0 +1,248 @@
+"""Encryption at rest on real clusters: nothing on disk holds key bytes; seal, unseal,
+rotation and an encrypted snapshot restored onto a fresh cluster.
+
+The clusters are `keyquorum dev` clusters, which unseal themselves from a key file;
+DIR/secrets/unseal-key is that key as an unseal share.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import KEYQUORUM, Cluster, wait_for
+from kmip.core import enums
+from kmip.pie import exceptions, objects
+from kmip.pie.client import ProxyKmipClient
+
+SECRETS = {f"key-{n}": secrets.token_bytes(32) for n in range(3)}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    running = Cluster(tmp_path_factory.mktemp("at-rest") / "cluster")
+    running.start()
+    yield running
+    running.stop()
+
+
+def admin_token(cluster: Cluster) -> str:
+    token: str = json.loads((cluster.directory / "cluster.json").read_text())["admin_token"]
+    return token
+
+
+def unseal_key(cluster: Cluster) -> str:
+    return (cluster.directory / "secrets" / "unseal-key").read_text().strip()
+
+
+def api(cluster: Cluster, node_id: str, method: str, path: str,
+        body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["X-Keyquorum-Token"] = token
+    request = urllib.request.Request(
+        cluster.nodes[node_id].api + path, method=method, headers=headers,
+        data=None if body is None else json.dumps(body).encode())
+    context = ssl.create_default_context(cafile=str(cluster.ca))
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read())
+
+
+def operator(cluster: Cluster, node_id: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, KEYQUORUM_ADDR=cluster.nodes[node_id].api,
+               KEYQUORUM_CACERT=str(cluster.ca), KEYQUORUM_TOKEN=admin_token(cluster))
+    return subprocess.run([*KEYQUORUM, "operator", *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def register_known_keys(cluster: Cluster) -> dict[str, str]:
+    uids = {}
+    with cluster.pykmip(cluster.leader()) as client:
+        for name, material in SECRETS.items():
+            key = objects.SymmetricKey(enums.CryptographicAlgorithm.AES, 256, material,
+                                       name=name)
+            uids[name] = client.register(key)
+    return uids
+
+
+def forms(material: bytes) -> list[bytes]:
+    """The key bytes as a file could hold them: raw, hex either case, base64."""
+    return [material, material.hex().encode(), material.hex().upper().encode(),
+            base64.b64encode(material), base64.urlsafe_b64encode(material)]
+
+
+def files_under(*roots: Path) -> list[Path]:
+    found = []
+    for root in roots:
+        found += [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+    return found
+
+
+def compact_often(config: Path) -> None:
+    text = config.read_text()
+    config.write_text(text.replace("[raft]\n", "[raft]\ncompaction_min_entries = 100\n"
+                                               "compaction_min_seconds = 1\n", 1))
+
+
+def restart_patiently(cluster: Cluster, node_id: str) -> None:
+    """As Cluster.restart, with time for a machine loaded by other test runs."""
+    node = cluster.nodes[node_id]
+    log = cluster._log(node.config.parent / "node.log")
+    node.process = subprocess.Popen([*KEYQUORUM, "server", "--config", str(node.config)],
+                                    stdout=log, stderr=log)
+    node.pid = node.process.pid
+    wait_for(lambda: cluster.health(node_id) is not None, 120, f"{node_id} to serve")
+
+
+def test_no_file_holds_the_key_bytes_after_compaction_and_a_snapshot(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    uids = register_known_keys(cluster)
+
+    # A follower restarted to compact every second writes its whole state to a dump.
+    follower = cluster.followers(cluster.leader())[0]
+    cluster.kill(follower)
+    compact_often(cluster.nodes[follower].config)
+    restart_patiently(cluster, follower)
+    dump = cluster.nodes[follower].config.parent / "data" / "raft" / "raft.dump"
+    wait_for(lambda: dump.exists() and uids["key-0"].encode() in dump.read_bytes(), 30,
+             "a dump holding the registered objects")
+    with cluster.pykmip(follower) as client:
+        assert client.get(uids["key-2"]).value == SECRETS["key-2"]
+
+    snapshot = tmp_path / "cluster.snap"
+    saved = operator(cluster, follower, "snapshot", "save", str(snapshot))
+    assert saved.returncode == 0, saved.stderr
+    assert "Saving snapshot" in saved.stderr
+
+    # Every file of the cluster: journals, dumps, logs, configs, and the snapshot.
+    files = files_under(cluster.directory, cluster.directory.parent, snapshot)
+    assert dump in files and any(p.name == "raft.journal" for p in files)
+    assert any(p.name == "node.log" for p in files)
+    for path in files:
+        content = path.read_bytes()
+        for name, material in SECRETS.items():
+            for form in forms(material):
+                assert form not in content, f"{name} found in {path}"
+    # The search would have seen them: the identifiers beside them are in the dump.
+    assert all(uid.encode() in dump.read_bytes() for uid in uids.values())
+
+
+def test_a_sealed_node_serves_no_kmip_and_reports_503_until_unsealed(cluster: Cluster) -> None:
+    uids = register_known_keys(cluster)
+    node = cluster.followers(cluster.leader())[-1]
+
+    sealed = operator(cluster, node, "seal")
+    assert sealed.returncode == 0, sealed.stderr
+    health = cluster.health(node)
+    assert health is not None and health[0] == 503 and health[1]["sealed"] is True
+    with cluster.pykmip(node) as client:
+        with pytest.raises(exceptions.KmipOperationFailure, match="node is sealed"):
+            client.get(uids["key-0"])
+        with pytest.raises(exceptions.KmipOperationFailure, match="node is sealed"):
+            client.create(enums.CryptographicAlgorithm.AES, 256)
+    # The other nodes serve on; this one keeps replicating meanwhile.
+    with cluster.pykmip(cluster.leader()) as client:
+        written = client.create(enums.CryptographicAlgorithm.AES, 128)
+
+    # A wrong share is refused; the right one unseals (threshold 1 in dev mode).
+    wrong = base64.b64encode(b"\x01" + secrets.token_bytes(32)).decode()
+    refused = operator(cluster, node, "unseal", wrong)
+    assert refused.returncode == 2 and "do not open" in refused.stderr
+    status, body = api(cluster, node, "GET", "/v1/sys/seal-status")
+    assert (status, body["sealed"], body["progress_text"]) == (200, True, "0 of 1")
+    unsealed = operator(cluster, node, "unseal", unseal_key(cluster))
+    assert unsealed.returncode == 0 and "unsealed" in unsealed.stdout
+
+    with cluster.pykmip(node) as client:
+        assert client.get(uids["key-0"]).value == SECRETS["key-0"]
+        assert len(client.get(written).value) == 16
+
+
+def test_seal_endpoints_need_a_root_token(cluster: Cluster) -> None:
+    node = cluster.leader()
+    assert api(cluster, node, "POST", "/v1/sys/seal")[0] == 401
+    assert api(cluster, node, "POST", "/v1/sys/rotate", token="not-a-token")[0] == 403
+    status, body = api(cluster, node, "POST", "/v1/sys/init",
+                       {"key_shares": 3, "key_threshold": 2})
+    assert status == 409 and "already initialized" in body["errors"][0]
+
+
+def test_rotation_keeps_old_objects_readable_on_every_node(cluster: Cluster) -> None:
+    before = register_known_keys(cluster)
+    versions = {api(cluster, n, "GET", "/v1/sys/seal-status")[1]["keyring_version"]
+                for n in cluster.nodes}
+    assert len(versions) == 1
+
+    rotated = operator(cluster, cluster.followers(cluster.leader())[0], "rotate")
+    assert rotated.returncode == 0, rotated.stderr
+    (old,) = versions
+    for node_id in cluster.nodes:
+        wait_for(lambda n=node_id: api(cluster, n, "GET", "/v1/sys/seal-status")[1]
+                 ["keyring_version"] == old + 1, 10, "the new term everywhere")
+
+    with cluster.pykmip(cluster.leader()) as client:
+        after = client.register(objects.SecretData(b"written after rotation",
+                                                   enums.SecretDataType.PASSWORD))
+    for node_id in cluster.nodes:
+        with cluster.pykmip(node_id) as client:
+            assert client.get(before["key-1"]).value == SECRETS["key-1"]
+            assert client.get(after).value == b"written after rotation"
+
+
+def test_a_snapshot_restores_onto_a_fresh_cluster_with_the_saving_clusters_keys(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    uids = register_known_keys(cluster)
+    snapshot = tmp_path_factory.mktemp("snap") / "a.snap"
+    assert operator(cluster, cluster.leader(), "snapshot", "save", str(snapshot)).returncode == 0
+
+    fresh = Cluster(tmp_path_factory.mktemp("fresh") / "cluster")
+    fresh.start()
+    try:
+        target = fresh.leader()
+        # Its own keys are not the saving cluster's: refused, nothing changed.
+        refused = operator(fresh, target, "snapshot", "restore", str(snapshot),
+                           "--key", unseal_key(fresh))
+        assert refused.returncode == 2 and "do not open this snapshot" in refused.stderr
+
+        restored = operator(fresh, target, "snapshot", "restore", str(snapshot),
+                            "--key", unseal_key(cluster))
+        assert restored.returncode == 0, restored.stderr
+        assert "Restoring snapshot" in restored.stderr
+
+        # The others now hold a keyring their dev key does not open: sealed, until
+        # unsealed with the saving cluster's key.
+        for node_id in fresh.followers(target):
+            wait_for(lambda n=node_id: api(fresh, n, "GET", "/v1/sys/seal-status")[1]
+                     ["sealed"], 60, "the other nodes to seal")
+            status, body = api(fresh, node_id, "POST", "/v1/sys/unseal",
+                               {"key": unseal_key(cluster)})
+            assert status == 200 and body["sealed"] is False
+
+        # The restored tenancy is the saving cluster's: its CA now signs the nodes'
+        # certificates and trusts its client credential.
+        for node_id in fresh.nodes:
+            node = fresh.nodes[node_id]
+            client = ProxyKmipClient(hostname=node.kmip_host, port=node.kmip_port,
+                                     cert=str(cluster.client_cert),
+                                     key=str(cluster.client_key), ca=str(cluster.ca),
+                                     config_file=os.devnull)
+            with client:
+                assert client.get(uids["key-1"]).value == SECRETS["key-1"]
+    finally:
+        fresh.stop()
