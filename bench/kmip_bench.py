@@ -351,9 +351,13 @@ def run_target(target: Target, duration: float, repeats: int,
     return list(results.values())
 
 
-def memory_and_restart(directory: Path, key_count: int, say: Callable[[str], None]
-                       ) -> dict[str, Any]:
-    """Fill a 3-node cluster with ``key_count`` keys; a node's RSS and its restart time."""
+def memory_and_restart(directory: Path, key_count: int, fill_seconds: float,
+                       say: Callable[[str], None]) -> dict[str, Any]:
+    """Fill a 3-node cluster with ``key_count`` keys; a node's RSS and its restart time.
+
+    The fill stops at ``fill_seconds`` even if it has not reached ``key_count``: the
+    bench stays bounded in time on a slow or busy machine, and says how many it held.
+    """
     cluster = Cluster(directory / "full")
     try:
         cluster.start()
@@ -361,7 +365,7 @@ def memory_and_restart(directory: Path, key_count: int, say: Callable[[str], Non
         servers = tuple((node.kmip_host, node.kmip_port) for node in cluster.nodes.values())
         options = LoadOptions(servers=servers, ca=cluster.ca, cert=cluster.client_cert,
                               key=cluster.client_key, op="create", connections=32,
-                              duration_seconds=600, requests=key_count)
+                              duration_seconds=fill_seconds, requests=key_count)
         rss_before = {node_id: rss_mb(node.pid) for node_id, node in cluster.nodes.items()}
         started_at = time.monotonic()
         report = run_load(options)
@@ -373,7 +377,6 @@ def memory_and_restart(directory: Path, key_count: int, say: Callable[[str], Non
         # Restart a follower: stop it cleanly, start it from its config and data, and
         # time until it answers a Get for a key written last.
         follower = cluster.followers(leader)[0]
-        probe = PreparedKey("", "")
         probe_options = LoadOptions(servers=servers[:1], ca=cluster.ca, cert=cluster.client_cert,
                                     key=cluster.client_key, op="get", connections=1,
                                     duration_seconds=1, keys=1)
@@ -390,6 +393,7 @@ def memory_and_restart(directory: Path, key_count: int, say: Callable[[str], Non
             f"RSS {rss_mb(node.pid):.0f} MB after restart")
         return {
             "keys": report.succeeded + 1,
+            "keys_asked": key_count,
             "fill_seconds": fill_seconds,
             "fill_rate": report.throughput,
             "fill_errors": report.errors,
@@ -491,8 +495,12 @@ def goals(rows: list[dict[str, Any]], memory: dict[str, Any] | None) -> list[tup
         value = ours["throughput"] / theirs["throughput"]
         low = ours["throughput_min"] / theirs["throughput_max"]
         high = ours["throughput_max"] / max(theirs["throughput_min"], 1e-9)
-        out.append((goal, f"{value:.1f}x (spread {low:.1f}-{high:.1f}x; "
-                          f"{ours['throughput']:,.0f} vs {theirs['throughput']:,.0f}/s)",
+        shown = (f"{value:.0%} (spread {low:.0%}-{high:.0%}" if needed < 1 else
+                 f"{value:.1f}x (spread {low:.1f}-{high:.1f}x")
+        # Server CPU per request moves much less than the rate on a shared machine.
+        out.append((goal, f"{shown}; {ours['throughput']:,.0f} vs "
+                          f"{theirs['throughput']:,.0f}/s; server CPU per request "
+                          f"{ours['server_cpu_us']:,.0f} vs {theirs['server_cpu_us']:,.0f} us)",
                     "yes" if value >= needed else "no"))
 
     ratio("Create, 3-node cluster >= 5x PyKMIP", row(rows, "keyquorum", "create"),
@@ -545,7 +553,9 @@ def markdown(summary: dict[str, Any], memory: dict[str, Any] | None, settings: s
         lines += ["", "### A node holding many keys", "",
                   f"- filled {memory['keys']:,} keys through all three nodes in "
                   f"{memory['fill_seconds']:.0f} s ({memory['fill_rate']:,.0f} Creates/s, "
-                  f"errors: {memory['fill_errors'] or 'none'});",
+                  f"errors: {memory['fill_errors'] or 'none'})"
+                  + (f", short of the {memory['keys_asked']:,} asked: the fill stops at "
+                     "--fill-seconds" if memory["keys"] < memory["keys_asked"] else "") + ";",
                   "- resident memory per node, empty then full: " + ", ".join(
                       f"{node} {memory['rss_mb_empty'][node]:.0f} -> "
                       f"{memory['rss_mb_full'][node]:.0f} MB" for node in memory["rss_mb_full"])
@@ -617,6 +627,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per configuration")
     parser.add_argument("--keys", type=int, default=100_000,
                         help="keys for the memory and restart test; 0 skips it")
+    parser.add_argument("--fill-seconds", type=float, default=300.0,
+                        help="stop filling at this many seconds even if short of --keys")
     parser.add_argument("--targets", default=",".join(TARGETS),
                         help="comma-separated subset of " + ", ".join(TARGETS))
     parser.add_argument("--no-docs", action="store_true", help="print, write no docs")
@@ -635,7 +647,7 @@ def main() -> None:
             with started(name, files, directory) as target:
                 results += run_target(target, arguments.duration, arguments.repeats, say)
         if arguments.keys:
-            memory = memory_and_restart(directory, arguments.keys, say)
+            memory = memory_and_restart(directory, arguments.keys, arguments.fill_seconds, say)
 
     summary = summarize(results)
     settings = (
