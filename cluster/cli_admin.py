@@ -429,3 +429,8 @@ def register(cli: click.Group) -> None:
     """Add the admin command groups to the `keyquorum` command."""
     for group in ADMIN_GROUPS:
         cli.add_command(group)
+
+    # audit: devices, hashes and verify (cluster/cli_audit.py), over the same client.
+    from .cli_audit import audit
+
+    cli.add_command(audit)

@@ -14,6 +14,7 @@ import signal
 import sys
 import uuid
 
+from keyquorum.kmip.audit import KmipAudit
 from keyquorum.kmip.errors import KmipError
 from keyquorum.kmip.frontend import FrontendConfig, KmipFrontend
 from keyquorum.kmip.limits import Limits
@@ -22,6 +23,8 @@ from keyquorum.kmip.tables import ResultReason
 
 from .admin_api import AdminBackend, install_admin_api
 from .api import NodeHealth, create_api, serve_api
+from .audit import AuditBroker
+from .audit_api import install_audit_api
 from .barrier import BarrierError
 from .cluster_state import ClusterState
 from .config import NodeConfig
@@ -189,7 +192,9 @@ async def _serve(config: NodeConfig) -> int:
     access = KmipAccess(state.tenancy)
     kmip_backend = ClusterBackend(replicated, state.keys, seal)
     kmip_backend.routing = replication.routing
-    service = KmipService(kmip_backend, limits, grant_of=access.grant)
+    # Audit: this node's copy of every enabled device (cluster/audit.py).
+    audit = AuditBroker(str(config.node.id), state.audit, config.node.data_dir)
+    service = KmipService(kmip_backend, limits, grant_of=access.grant, audit=KmipAudit(audit))
     listener_tls = ListenerTls(config, state.tenancy)
     frontend = KmipFrontend(
         FrontendConfig(
@@ -207,6 +212,7 @@ async def _serve(config: NodeConfig) -> int:
     app = create_api(lambda: health(config, replicated, seal))
     admin = AdminBackend(config, replicated, state)
     install_admin_api(app, admin)
+    install_audit_api(app, admin, audit)
     app.include_router(sys_router(admin, seal))
     app.include_router(transform_router(admin, TransformEngine(state.transform, seal)))
     replication.install_api(app, state)
@@ -240,6 +246,8 @@ async def _serve(config: NodeConfig) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    # logrotate's postrotate sends SIGHUP: audit files are reopened at their paths.
+    loop.add_signal_handler(signal.SIGHUP, audit.reopen)
     await stopping.wait()
 
     log.info("node_stopping id=%s", config.node.id)
@@ -251,5 +259,6 @@ async def _serve(config: NodeConfig) -> int:
     await replication.stop()
     await api.stop()
     replicated.close()
+    audit.close()
     log.info("node_stopped id=%s", config.node.id)
     return 0
