@@ -89,13 +89,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-class EnableBody(_Body):
+class AuditEnableBody(_Body):
     type: Literal["file", "syslog", "socket"]
     options: dict[str, str] = Field(default_factory=dict, max_length=16)
     description: str = Field(default="", max_length=256)
 
 
-class HashBody(_Body):
+class AuditHashBody(_Body):
     input: str = Field(max_length=1 << 20)
     encoding: Literal["utf-8", "hex", "base64"] = "utf-8"
 
@@ -127,7 +127,7 @@ def audit_router(backend: AdminBackend, broker: AuditBroker) -> APIRouter:
         return {"devices": [_view(device, backend) for device in audit.devices()]}
 
     @router.post("/audit/{name}")
-    async def enable_device(name: str, body: EnableBody, who: Root) -> dict[str, Any]:
+    async def enable_device(name: str, body: AuditEnableBody, who: Root) -> dict[str, Any]:
         """Enable an audit device on every node; this node checks it can write first."""
         problem = check_device(body.type, name, body.options)
         if problem:
@@ -153,7 +153,7 @@ def audit_router(backend: AdminBackend, broker: AuditBroker) -> APIRouter:
         return {"name": name, "disabled": True}
 
     @router.post("/audit-hash/{name}")
-    async def hash_value(name: str, body: HashBody, who: Root) -> dict[str, Any]:
+    async def hash_value(name: str, body: AuditHashBody, who: Root) -> dict[str, Any]:
         """The HMAC that device writes for a value, to search the trail with."""
         value = _decoded(body.input, body.encoding)
         if audit.device(name) is None:
