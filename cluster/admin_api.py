@@ -47,6 +47,7 @@ from .cluster_state import ClusterState
 from .config import NodeConfig
 from .pki import CertificateAuthority, create_ca
 from .raft import ReplicatedLog, ReplicationError
+from .seal import Seal, SealedError
 from .state import ScopeName
 from .tenancy import (
     KEY_BITS,
@@ -111,6 +112,7 @@ class AdminBackend:
     config: NodeConfig
     log: ReplicatedLog
     state: ClusterState
+    seal: Seal
 
     async def submit(self, command: object) -> object:
         try:
@@ -334,11 +336,12 @@ def admin_router(backend: AdminBackend) -> APIRouter:
         if current is None:
             made = await asyncio.to_thread(create_ca, CLUSTER_CA_NAME)
             # Two nodes may race here: the first commit wins and both use it.
-            await backend.submit(InstallClusterCa(ClusterCa(made.cert_pem, made.key_pem,
-                                                            int(time.time()))))
+            await backend.submit(InstallClusterCa(ClusterCa(
+                made.cert_pem, seal_ca_key(backend.seal, made.key_pem), int(time.time()))))
             current = tenancy.cluster_ca()
         assert current is not None
-        return CertificateAuthority(cert_pem=current.cert_pem, key_pem=current.key_pem)
+        return CertificateAuthority(cert_pem=current.cert_pem,
+                                    key_pem=open_ca_key(backend.seal, current.sealed_key))
 
     # Scopes.
 
@@ -530,8 +533,8 @@ def admin_router(backend: AdminBackend) -> APIRouter:
         """Set the cluster CA once: install a given one, or draw one of key_type/key_bits."""
         who.may(write=True, scope=None)
         ca = await asyncio.to_thread(_cluster_ca_from, body)
-        await backend.write(InstallClusterCa(ClusterCa(ca.cert_pem, ca.key_pem,
-                                                       int(time.time()))))
+        await backend.write(InstallClusterCa(ClusterCa(
+            ca.cert_pem, seal_ca_key(backend.seal, ca.key_pem), int(time.time()))))
         log.info("cluster_ca_installed by=%s", who.accessor)
         return {"certificate": ca.cert_pem.decode()}
 
@@ -726,6 +729,25 @@ def _ca_certificate(pem: str) -> bytes:
         raise ApiError(400, "certificate is not a CA certificate (its basic constraints do "
                             "not say CA:TRUE); import the CA that signs your clients")
     return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+# Binds the CA key's ciphertext to its purpose, so it cannot be passed off as a key.
+CA_KEY_CONTEXT = b"keyquorum/cluster-ca-key"
+
+
+def seal_ca_key(seal: Seal, key_pem: bytes) -> bytes:
+    """The cluster CA's private key as barrier ciphertext, the only form it is stored in."""
+    try:
+        return seal.encrypt(key_pem, CA_KEY_CONTEXT)
+    except SealedError:
+        raise ApiError(503, "this node is sealed; unseal it, or use another node") from None
+
+
+def open_ca_key(seal: Seal, sealed_key: bytes) -> bytes:
+    try:
+        return seal.decrypt(sealed_key, CA_KEY_CONTEXT)
+    except SealedError:
+        raise ApiError(503, "this node is sealed; unseal it, or use another node") from None
 
 
 def _cluster_ca_from(body: ClusterCaBody) -> CertificateAuthority:

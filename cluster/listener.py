@@ -19,6 +19,10 @@ loading, in a private temporary folder under the node's data folder. The
 certificate lives as long as the CA allows, up to a year, and is issued again when
 the node restarts or the settings change; a node that runs for a year without
 either would serve an expired certificate (renewal on a timer is still to do).
+
+The CA key is stored sealed, so a sealed node cannot issue its certificate: until it
+is unsealed it serves the configured one (it answers no KMIP request meanwhile), and
+the watcher rebuilds the context once the seal opens.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ from cryptography import x509
 
 from keyquorum.kmip.frontend import KmipFrontend
 
+from .admin_api import CA_KEY_CONTEXT
 from .config import NodeConfig
 from .pki import CertificateAuthority, KeyType, issue_certificate, write_pem_pair
+from .seal import Seal
 from .tenancy import TenancyState
 
 log = logging.getLogger("keyquorum.listener")
@@ -53,16 +59,21 @@ _TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 class ListenerTls:
     """Builds the KMIP listener's SSLContext and keeps the front end's up to date."""
 
-    def __init__(self, config: NodeConfig, tenancy: TenancyState) -> None:
+    def __init__(self, config: NodeConfig, tenancy: TenancyState, seal: Seal) -> None:
         self._config = config
         self._tenancy = tenancy
+        self._seal = seal
         self.generation = -1
+        # Whether the context in force was built while sealed (the configured
+        # certificate stood in for the node's own).
+        self.built_sealed = False
 
     def build(self) -> ssl.SSLContext:
         """A context from the config and the tenancy state as they are now."""
         generation = self._tenancy.tls_generation
         settings = self._tenancy.listener()
         cluster_ca = self._tenancy.cluster_ca()
+        sealed = self._seal.sealed
 
         # First the protocol versions and suites.
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -73,10 +84,11 @@ class ListenerTls:
 
         # Then who we are: the configured certificate until the cluster CA exists.
         tls = self._config.tls
-        if cluster_ca is None:
+        if cluster_ca is None or sealed:
             context.load_cert_chain(tls.cert_file, tls.key_file)
         else:
-            self._load_own_certificate(context, cluster_ca.cert_pem, cluster_ca.key_pem,
+            ca_key_pem = self._seal.decrypt(cluster_ca.sealed_key, CA_KEY_CONTEXT)
+            self._load_own_certificate(context, cluster_ca.cert_pem, ca_key_pem,
                                        settings.server_hostnames, settings.server_ips)
 
         # Then whom we trust. The handshake only proves a chain; which certificates
@@ -88,6 +100,7 @@ class ListenerTls:
         if trusted:
             context.load_verify_locations(cadata=b"".join(trusted).decode("ascii"))
         self.generation = generation
+        self.built_sealed = sealed
         return context
 
     def _load_own_certificate(
@@ -117,7 +130,8 @@ class ListenerTls:
         """Rebuild the front end's context whenever the tenancy's TLS state changes."""
         while True:
             await asyncio.sleep(WATCH_SECONDS)
-            if self._tenancy.tls_generation == self.generation:
+            unsealed_since = self.built_sealed and not self._seal.sealed
+            if self._tenancy.tls_generation == self.generation and not unsealed_since:
                 continue
             try:
                 context = await asyncio.to_thread(self.build)

@@ -195,7 +195,7 @@ async def _serve(config: NodeConfig) -> int:
     # Audit: this node's copy of every enabled device (cluster/audit.py).
     audit = AuditBroker(str(config.node.id), state.audit, config.node.data_dir)
     service = KmipService(kmip_backend, limits, grant_of=access.grant, audit=KmipAudit(audit))
-    listener_tls = ListenerTls(config, state.tenancy)
+    listener_tls = ListenerTls(config, state.tenancy, seal)
     frontend = KmipFrontend(
         FrontendConfig(
             host=config.kmip.listen.host,
@@ -210,12 +210,12 @@ async def _serve(config: NodeConfig) -> int:
         known=access.known,
     )
     app = create_api(lambda: health(config, replicated, seal))
-    admin = AdminBackend(config, replicated, state)
+    admin = AdminBackend(config, replicated, state, seal)
     install_admin_api(app, admin)
     install_audit_api(app, admin, audit)
     app.include_router(sys_router(admin, seal))
     app.include_router(transform_router(admin, TransformEngine(state.transform, seal)))
-    replication.install_api(app, state)
+    replication.install_api(app, admin)
     try:
         await replication.start()
         await frontend.start()

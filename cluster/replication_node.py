@@ -15,7 +15,6 @@ import grpc
 from fastapi import FastAPI
 
 from .admin_api import AdminBackend
-from .cluster_state import ClusterState
 from .config import NodeConfig
 from .raft import ReplicatedLog, ReplicationError
 from .replication_client import KmipRouting, SecondaryLink
@@ -41,10 +40,9 @@ class ReplicationNode:
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    def install_api(self, app: FastAPI, cluster: ClusterState) -> None:
+    def install_api(self, app: FastAPI, admin: AdminBackend) -> None:
         from .replication_api import replication_router
 
-        admin = AdminBackend(self.config, self.replicated, cluster)
         app.include_router(replication_router(self, admin))
 
     async def start(self) -> None:

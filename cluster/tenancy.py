@@ -152,10 +152,15 @@ class Credential:
 
 @dataclass(frozen=True)
 class ClusterCa:
-    """The CA that signs credentials and node certificates. The key is unencrypted."""
+    """The CA that signs credentials and node certificates.
+
+    Its private key is kept only as barrier ciphertext (``seal_ca_key`` in
+    cluster/admin_api.py), so the journal, dumps and snapshots never hold it in the
+    clear and a sealed node cannot sign.
+    """
 
     cert_pem: bytes
-    key_pem: bytes = field(repr=False)
+    sealed_key: bytes = field(repr=False)
     installed_at: int = 0
 
 
