@@ -82,7 +82,7 @@ class SecondaryTokenBody(_Body):
     ttl_seconds: int = Field(default=1800, ge=60, le=7 * 86400)
 
 
-class TokenBody(_Body):
+class ActivationTokenBody(_Body):
     token: str = Field(min_length=1, max_length=65536)
 
 
@@ -167,15 +167,15 @@ def replication_router(node: ReplicationNode, admin: AdminBackend) -> APIRouter:
         return {"mode": kind.value, "primary_cluster_id": token["primary_cluster_id"]}
 
     @router.post("/performance/secondary/enable", dependencies=[Depends(root_token)])
-    async def enable_performance(body: TokenBody) -> dict[str, Any]:
+    async def enable_performance(body: ActivationTokenBody) -> dict[str, Any]:
         return await become_secondary(Mode.PERFORMANCE, body.token)
 
     @router.post("/dr/secondary/enable", dependencies=[Depends(root_token)])
-    async def enable_dr(body: TokenBody) -> dict[str, Any]:
+    async def enable_dr(body: ActivationTokenBody) -> dict[str, Any]:
         return await become_secondary(Mode.DR, body.token)
 
     @router.post("/secondary/update-primary", dependencies=[Depends(root_token)])
-    async def update_primary(body: TokenBody) -> dict[str, Any]:
+    async def update_primary(body: ActivationTokenBody) -> dict[str, Any]:
         await admin.barrier()
         if state.mode not in SECONDARY_MODES:
             raise ApiError(409, "only a secondary follows a primary; demote this one first")

@@ -88,7 +88,7 @@ class TransformationBody(_Body):
     decode_roles: list[str] = Field(default_factory=lambda: ["*"], max_length=256)
 
 
-class RoleBody(_Body):
+class TransformRoleBody(_Body):
     transformations: list[str] = Field(max_length=256)
     scopes: list[str] = Field(default_factory=list, max_length=256)
 
@@ -259,7 +259,7 @@ def transform_router(backend: AdminBackend, engine: Engine) -> APIRouter:
         return _role_view(_role(engine, name))
 
     @router.post("/role/{name}")
-    async def write_role(name: str, body: RoleBody, who: Auth) -> dict[str, Any]:
+    async def write_role(name: str, body: TransformRoleBody, who: Auth) -> dict[str, Any]:
         """The transformations a role may use, and the scopes whose tokens may use it."""
         writer(who)
         role = TransformRole(name, tuple(body.transformations), tuple(body.scopes),
