@@ -93,6 +93,8 @@ class AuditBroker:
         self._write_timeout = write_timeout
         self._devices: dict[str, Device] = {}
         self._generation = -1
+        # Records refused because no device wrote them (/v1/sys/metrics).
+        self.failures = 0
 
     @property
     def enabled(self) -> bool:
@@ -119,6 +121,7 @@ class AuditBroker:
         if any(outcome is None for outcome in outcomes):
             return
         causes = sorted({_cause(outcome) for outcome in outcomes})
+        self.failures += 1
         raise AuditUnavailable(f"no audit device could write: {'; '.join(causes)}")
 
     def hash(self, name: str, value: bytes) -> str | None:

@@ -20,8 +20,9 @@ presented token. A call whose request record no device can write is answered 503
 and never reaches its route; one whose response record fails is answered 503 in
 place of its answer, although a write it made stays committed.
 
-Two exceptions, both deliberate: ``/v1/sys/health`` is not recorded (load balancers
-and Consul poll it several times a second, and it reads nothing secret), and the
+Two exceptions, both deliberate: ``/v1/sys/health`` and ``/v1/sys/metrics`` are not
+recorded (load balancers, Consul and Prometheus poll them all the time, and they read
+nothing secret), and the
 ``/v1/sys/audit`` endpoints are served even when no device can write, so that an
 operator can repair the trail by replacing the failing device; they are recorded
 by any device that still works and logged to the node log either way.
@@ -79,7 +80,7 @@ PLAIN_FIELDS = frozenset({
 })
 
 # Calls never recorded, and calls served even when no device can write.
-_UNRECORDED = frozenset({"/v1/sys/health"})
+_UNRECORDED = frozenset({"/v1/sys/health", "/v1/sys/metrics"})
 _REPAIR_PREFIXES = ("/v1/sys/audit/", "/v1/sys/audit")
 _SCOPE_IN_PATH = re.compile(r"^/v1/kmip/scope/([^/]+)(?:/role/([^/]+))?")
 

@@ -31,6 +31,7 @@ from .config import NodeConfig
 from .consul import start_registration
 from .kmip_access import KmipAccess
 from .listener import ListenerTls
+from .metrics import KmipMetrics, NodeCollector, NodeParts, metrics_router, new_registry
 from .raft import (
     CommandRejectedError,
     NoQuorumError,
@@ -194,7 +195,9 @@ async def _serve(config: NodeConfig) -> int:
     kmip_backend.routing = replication.routing
     # Audit: this node's copy of every enabled device (cluster/audit.py).
     audit = AuditBroker(str(config.node.id), state.audit, config.node.data_dir)
-    service = KmipService(kmip_backend, limits, grant_of=access.grant, audit=KmipAudit(audit))
+    registry = new_registry()
+    service = KmipService(kmip_backend, limits, grant_of=access.grant, audit=KmipAudit(audit),
+                          observe=KmipMetrics(registry).observe)
     listener_tls = ListenerTls(config, state.tenancy, seal)
     frontend = KmipFrontend(
         FrontendConfig(
@@ -216,6 +219,8 @@ async def _serve(config: NodeConfig) -> int:
     app.include_router(sys_router(admin, seal))
     app.include_router(transform_router(admin, TransformEngine(state.transform, seal)))
     replication.install_api(app, admin)
+    registry.register(NodeCollector(NodeParts(frontend, replicated, seal, audit, replication)))
+    app.include_router(metrics_router(registry))
     try:
         await replication.start()
         await frontend.start()

@@ -93,6 +93,9 @@ def _scope_of_everyone(_: ClientIdentity) -> ScopeName:
 
 ALLOWED_ALL = frozenset({ALL_OPERATIONS})
 
+# (operation, result status, result reason, seconds) of one answered batch item.
+ItemObserver = Callable[[object, object, object, float], None]
+
 
 class KmipService:
     """The front end's request handler: frames in, frames out."""
@@ -104,8 +107,11 @@ class KmipService:
         scope_of: Callable[[ClientIdentity], ScopeName] = _scope_of_everyone,
         grant_of: Callable[[ClientIdentity], Grant | None] | None = None,
         audit: KmipAudit | None = None,
+        observe: ItemObserver | None = None,
     ) -> None:
         self._backend = backend
+        # Told of every answered item (cluster/metrics.py); must be cheap and not raise.
+        self._observe = observe
         self._limits = limits
         self._audit = audit or KmipAudit()
         # With grant_of (the node), each message runs under the client's grant: its
@@ -175,7 +181,11 @@ class KmipService:
         before = await undo.snapshot(ctx) if undoable else {}
         answered: list[ResponseBatchItem] = []
         for item in items:
+            started = time.perf_counter()
             answer = await self._run(ctx, item, client, grant)
+            if self._observe is not None:
+                self._observe(item.operation, answer.result_status, answer.result_reason,
+                              time.perf_counter() - started)
             answered.append(answer)
             failed_item = answer.result_status != ResultStatus.SUCCESS
             if failed_item and undoable:
