@@ -15,6 +15,7 @@ import click
 from keyquorum.cluster.cli_admin import register as register_admin_commands
 from keyquorum.cluster.cli_bench import register as register_bench_command
 from keyquorum.cluster.cli_operator import register as register_operator_commands
+from keyquorum.cluster.cli_status import register as register_status_commands
 from keyquorum.cluster.config import ConfigError, load_config
 from keyquorum.cluster.dev import DEFAULT_BASE_PORT, DevError, DevOptions, run_dev
 from keyquorum.cluster.transform.cli import register as register_transform_commands
@@ -159,6 +160,8 @@ def conformance(server: str, ca: Path, cert: Path, key: Path, cases: tuple[Path,
 register_admin_commands(cli)
 # operator init|unseal|seal|seal-status|rotate|rekey|snapshot (cluster/cli_operator.py).
 register_operator_commands(cli)
+# status, operator raft list-peers|join|remove-peer (cluster/cli_status.py).
+register_status_commands(cli)
 # transform alphabet|template|transformation|role|encode|decode|token (cluster/transform/cli.py).
 register_transform_commands(cli)
 # bench: a KMIP load generator for any server (cluster/cli_bench.py).

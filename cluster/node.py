@@ -44,6 +44,7 @@ from .replication_node import ReplicationNode
 from .replication_state import ReplicationState
 from .seal import Seal, SealedError, auto_unseal_source, keep_unsealed
 from .state import Command, KeyStore, Outcome
+from .status_api import raft_status_router
 from .sys_api import sys_router
 from .transform.api import transform_router
 from .transform.engine import Engine as TransformEngine
@@ -221,6 +222,8 @@ async def _serve(config: NodeConfig) -> int:
     replication.install_api(app, admin)
     registry.register(NodeCollector(NodeParts(frontend, replicated, seal, audit, replication)))
     app.include_router(metrics_router(registry))
+    app.include_router(raft_status_router(str(config.node.id), replicated, seal,
+                                          lambda: health(config, replicated, seal).status_code))
     try:
         await replication.start()
         await frontend.start()

@@ -438,6 +438,9 @@ class ReplicatedLog:
             deserializer=self._applier.read_dump,
             logCompactionMinEntries=c.log_compaction_min_entries,
             logCompactionMinTime=c.log_compaction_min_seconds,
+            # Membership is node.toml's peer list; `keyquorum operator raft join` and
+            # `remove-peer` refuse until it lives in the replicated state instead
+            # (cluster/cli_status.py, MEMBERSHIP_IS_STATIC).
             dynamicMembershipChange=False,
             commandsWaitLeader=True,
             bindRetryTime=0.2,

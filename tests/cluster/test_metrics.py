@@ -1,4 +1,4 @@
-"""Prometheus metrics scraped from a real node of a 3-node cluster.
+"""Metrics and the status CLI against a real 3-node cluster.
 
 The scrape is parsed with prometheus-client's own text parser, so the test also
 proves that the exposition is valid; counts are compared before and after real
@@ -7,12 +7,14 @@ KMIP traffic from PyKMIP's client.
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
-from harness import Cluster
+from harness import KEYQUORUM, Cluster
 from kmip.core import enums
 from kmip.pie import exceptions
 from prometheus_client.parser import text_string_to_metric_families
@@ -100,3 +102,69 @@ def test_counts_move_with_kmip_requests(cluster: Cluster) -> None:
     assert moved("keyquorum_raft_commit_index") >= 1
     assert value(after, "keyquorum_raft_applied_index") >= value(before,
                                                                  "keyquorum_raft_commit_index")
+
+
+# The CLI over the same cluster: `keyquorum status` and `operator raft ...`.
+
+
+def keyquorum(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*KEYQUORUM, *args], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+def test_status_asks_every_node_for_a_row_each(cluster: Cluster) -> None:
+    leader = cluster.leader()
+    addrs = [arg for node in cluster.nodes.values() for arg in ("--addr", node.api)]
+
+    done = keyquorum("status", "--cacert", str(cluster.ca), *addrs)
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Leader: 127.0.0.1:")
+    assert lines[1].split() == ["NODE", "RAFT", "ADDRESS", "ROLE", "TERM", "COMMIT",
+                                "APPLIED", "SEAL", "HEALTH"]
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert set(rows) == set(cluster.nodes)
+    assert rows[leader][2] == "leader"
+    assert sorted(row[2] for row in rows.values()) == ["follower", "follower", "leader"]
+    assert {row[3] for row in rows.values()} == {rows[leader][3]}  # one term
+    assert all(row[6:] == ["unsealed", "ok"] for row in rows.values())
+
+
+def test_status_from_one_node_names_its_peers_and_fails_on_an_unreachable_one(
+        cluster: Cluster) -> None:
+    leader = cluster.leader()
+
+    done = keyquorum("status", "--addr", cluster.nodes[leader].api, "--addr",
+                     "https://127.0.0.1:9", env={"KEYQUORUM_CACERT": str(cluster.ca)})
+
+    assert done.returncode == 1
+    assert "cannot reach the API at https://127.0.0.1:9" in done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[2:]]
+    assert len(rows) == 3
+    # The leader knows how far each follower has replicated.
+    assert all(row[4].isdigit() for row in rows)
+
+
+def test_list_peers_and_membership_commands(cluster: Cluster) -> None:
+    node = next(iter(cluster.nodes.values()))
+
+    done = keyquorum("operator", "raft", "list-peers", "--addr", node.api,
+                     "--cacert", str(cluster.ca))
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[1:]]
+    assert len(rows) == 3
+    assert sorted(row[2] for row in rows) == ["follower", "follower", "leader"]
+
+    refused = keyquorum("operator", "raft", "join", "127.0.0.1:7000")
+    assert refused.returncode == 1
+    assert "not supported yet" in refused.stderr and "RUNBOOK" in refused.stderr
+    assert keyquorum("operator", "raft", "remove-peer").returncode == 2  # no address
+
+
+def test_shell_completion_offers_subcommands() -> None:
+    done = keyquorum(env={"_KEYQUORUM_COMPLETE": "bash_complete", "COMP_WORDS": "keyquorum st",
+                          "COMP_CWORD": "1"})
+    assert "plain,status" in done.stdout.splitlines()
+    script = keyquorum(env={"_KEYQUORUM_COMPLETE": "bash_source"})
+    assert "_keyquorum_completion" in script.stdout

@@ -1,0 +1,179 @@
+"""`keyquorum status` and `keyquorum operator raft ...`: the cluster at a glance.
+
+Both read ``GET /v1/sys/raft/status`` (cluster/status_api.py). ``status`` takes one
+or more ``--addr``: every node asked gives its own row (role, term, indexes, health,
+seal); the peers it names but that were not asked show what it knows of them (the
+leader knows how far each has replicated, a follower only whether it is connected).
+
+Exit codes, as everywhere in the CLI: 0 when every node asked answered and is
+healthy (serving, with a quorum, unsealed), 1 when one could not be reached or is
+not healthy, 2 for a wrong command line.
+
+``join`` and ``remove-peer`` refuse: see ``MEMBERSHIP_IS_STATIC``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli_admin import AdminError, AdminFailure
+from .cli_operator import _Sys
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+# Why the membership commands refuse. pysyncobj's dynamic membership changes are
+# turned off in cluster/raft.py (dynamicMembershipChange=False): with them on, a peer
+# can be added or removed one at a time, but the peer list in every node's node.toml
+# would no longer say who the members are, and a node restarted from its config would
+# rejoin with the old list. Lifting this needs the membership kept in the replicated
+# state (and the journal) instead of in node.toml, and a test that kills nodes during
+# a change; until then membership changes are a rolling restart with edited configs
+# (deploy/RUNBOOK.md).
+MEMBERSHIP_IS_STATIC = (
+    "changing the cluster's membership online is not supported yet: the peers are "
+    "fixed by [raft] peers in every node's node.toml. To add or replace a node, edit "
+    "the peer list in every node's config and restart the nodes one at a time, waiting "
+    "for `keyquorum status` to show a leader and every node caught up in between "
+    "(deploy/RUNBOOK.md, 'Replace a node')."
+)
+
+
+def _addr_options(command: Any) -> Any:
+    command = click.option(
+        "--cacert", envvar="KEYQUORUM_CACERT", metavar="FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The CA of the API's certificate [env KEYQUORUM_CACERT].")(command)
+    return click.option(
+        "--addr", "addrs", envvar="KEYQUORUM_ADDR", metavar="URL", multiple=True,
+        help="A node's API URL; repeat it to ask several nodes [env KEYQUORUM_ADDR, "
+             "space-separated].")(command)
+
+
+def _view(addr: str, cacert: Path | None) -> dict[str, Any]:
+    return _Sys(addr, None, cacert).json("GET", "/v1/sys/raft/status")
+
+
+def _healthy(view: dict[str, Any]) -> bool:
+    return bool(view["has_quorum"]) and not view["sealed"]
+
+
+def _index(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def status_rows(views: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per node: first the nodes asked, then the peers they named."""
+    asked = {view["address"]: view for view in views}
+    leader = next((v["leader"] for v in views if v["leader"]), None)
+    # A peer's replication progress as the leader sees it, when the leader was asked.
+    matched: dict[str, Any] = {}
+    connected: dict[str, bool] = {}
+    for view in views:
+        for peer in view["peers"]:
+            connected[peer["address"]] = connected.get(peer["address"], False) or peer[
+                "connected"]
+            if peer["match_index"] is not None:
+                matched[peer["address"]] = peer["match_index"]
+
+    rows = []
+    for address, view in sorted(asked.items()):
+        health = "ok" if _healthy(view) else "no quorum" if not view["has_quorum"] else "sealed"
+        rows.append([view["node_id"], address, view["role"], str(view["term"]),
+                     str(view["commit_index"]), str(view["applied_index"]),
+                     "sealed" if view["sealed"] else "unsealed", health])
+    for address in sorted(set(connected) - set(asked)):
+        role = "leader" if address == leader else "follower?"
+        reach = "connected" if connected[address] else "unreachable"
+        rows.append(["-", address, role, "-", _index(matched.get(address)), "-", "-", reach])
+    return rows
+
+
+HEADER = ["NODE", "RAFT ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "SEAL", "HEALTH"]
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [HEADER, *rows]) for i in range(len(HEADER))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                         strict=True)).rstrip()
+                     for row in [HEADER, *rows])
+
+
+def _addresses(addrs: tuple[str, ...]) -> list[str]:
+    # KEYQUORUM_ADDR may hold several URLs separated by spaces.
+    found = [part for addr in addrs for part in addr.split()]
+    if not found:
+        raise AdminError("no API address: pass --addr or set KEYQUORUM_ADDR to a node's "
+                         "API URL, such as https://127.0.0.1:8696")
+    return found
+
+
+@click.command()
+@_addr_options
+def status(addrs: tuple[str, ...], cacert: Path | None) -> None:
+    """A table of the cluster: nodes, roles, leader, term, indexes, seal and health.
+
+    Ask every node (repeat --addr) for a full row each; one node shows its peers
+    as far as it knows them. Exits 1 when a node asked is unreachable or unhealthy.
+    """
+    views: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for addr in _addresses(addrs):
+        try:
+            views.append(_view(addr, cacert))
+        except AdminFailure as error:
+            failures.append(error.message)
+    if views:
+        leader = next((v["leader"] for v in views if v["leader"]), None)
+        click.echo(f"Leader: {leader or 'none known'}")
+        click.echo(_table(status_rows(views)))
+    for failure in failures:
+        click.echo(f"Error: {failure}", err=True)
+    sys.exit(EXIT_OK if not failures and all(_healthy(v) for v in views) else EXIT_FAILURE)
+
+
+@click.group()
+def raft() -> None:
+    """The Raft cluster's members."""
+
+
+@raft.command("list-peers")
+@_addr_options
+def list_peers(addrs: tuple[str, ...], cacert: Path | None) -> None:
+    """Every member as the node at --addr knows it: address, state, voter."""
+    view = _view(_addresses(addrs)[0], cacert)
+    rows = [["NODE", "ADDRESS", "STATE", "VOTER"],
+            [view["node_id"], view["address"], view["role"], "true"]]
+    for peer in view["peers"]:
+        state = "leader" if peer["address"] == view["leader"] else "follower"
+        if not peer["connected"]:
+            state = "unreachable"
+        rows.append(["-", peer["address"], state, "true"])
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@raft.command()
+@click.argument("address", metavar="HOST:PORT")
+def join(address: str) -> None:
+    """Add a node to the cluster (not supported yet: says how to do it instead)."""
+    raise AdminFailure(MEMBERSHIP_IS_STATIC)
+
+
+@raft.command("remove-peer")
+@click.argument("address", metavar="HOST:PORT")
+def remove_peer(address: str) -> None:
+    """Remove a node from the cluster (not supported yet: says how to do it instead)."""
+    raise AdminFailure(MEMBERSHIP_IS_STATIC)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(status)
+    operator = cli.commands["operator"]
+    assert isinstance(operator, click.Group)
+    operator.add_command(raft)

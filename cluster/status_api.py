@@ -1,0 +1,46 @@
+"""``GET /v1/sys/raft/status``: this node's view of the Raft cluster, for the CLI.
+
+``keyquorum status`` and ``keyquorum operator raft list-peers`` read it. Like the
+health endpoint it needs no token: it shows addresses, roles and indexes, which the
+health endpoint and the metrics already show, and no tenant's data.
+
+Each node knows its own term and indexes, and which peers it is connected to; only
+the leader knows how far each peer has replicated (``match_index``). A node does not
+know its peers' API addresses, so a full table of every node's own view takes one
+call per node (the CLI does that when given several addresses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter
+
+from .raft import ReplicatedLog
+from .seal import Seal
+
+
+def raft_status_router(node_id: str, replicated: ReplicatedLog, seal: Seal,
+                       health_code: Callable[[], int]) -> APIRouter:
+    router = APIRouter(prefix="/v1/sys/raft", tags=["sys"])
+
+    @router.get("/status")
+    def raft_status() -> dict[str, Any]:
+        status = replicated.status()
+        return {
+            "node_id": node_id,
+            "address": status.node_address,
+            "role": status.role,
+            "leader": status.leader_address,
+            "term": status.term,
+            "commit_index": status.commit_index,
+            "applied_index": status.applied_index,
+            "has_quorum": status.has_quorum,
+            "sealed": seal.sealed,
+            "health": health_code(),
+            "peers": [{"address": peer.address, "connected": peer.connected,
+                       "match_index": peer.match_index} for peer in status.peers],
+        }
+
+    return router
