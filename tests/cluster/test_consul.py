@@ -11,8 +11,12 @@ agent is down, and deregistration on SIGTERM.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -576,3 +580,36 @@ def test_the_active_tag_moves_to_the_new_leader_within_two_seconds(
     cluster.restart(old)
     wait_for(lambda: tags(agent, f"keyquorum-{old}") == ["standby", "dev"], 5,
              "the old leader back as a standby")
+
+
+def operator_command(cluster: Cluster, node_id: str, *args: str) -> None:
+    token = json.loads((cluster.directory / "cluster.json").read_text())["admin_token"]
+    env = dict(os.environ, KEYQUORUM_ADDR=cluster.nodes[node_id].api,
+               KEYQUORUM_CACERT=str(cluster.ca), KEYQUORUM_TOKEN=token)
+    done = subprocess.run([sys.executable, "-m", "keyquorum.cluster.cli", "operator", *args],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_real_node_sealed_by_the_operator_drops_out_of_the_healthy_set(
+    consul_cluster: tuple[Cluster, ConsulAgent],
+) -> None:
+    cluster, agent = consul_cluster
+    follower = cluster.followers(cluster.leader())[0]
+    service_id = f"keyquorum-{follower}"
+    client = client_for(agent)
+    wait_for(lambda: ttl_status(agent, service_id) == "passing", 5, "a passing TTL check")
+
+    # Sealed through the operator CLI: the TTL check goes critical, as a health
+    # query through the real client shows, and so does the HTTP check on 503.
+    operator_command(cluster, follower, "seal")
+    wait_for(lambda: ttl_status(agent, service_id) == "critical", 3, "a critical TTL check")
+    _, entries = client.health.service("keyquorum")
+    checks = {check["CheckID"]: check["Status"] for entry in entries
+              if entry["Service"]["ID"] == service_id for check in entry["Checks"]}
+    assert checks[f"{service_id}-sealed"] == "critical"
+
+    # Unsealed with the dev cluster's key, it is back.
+    unseal_key = (cluster.directory / "secrets" / "unseal-key").read_text().strip()
+    operator_command(cluster, follower, "unseal", unseal_key)
+    wait_for(lambda: ttl_status(agent, service_id) == "passing", 3, "a passing TTL check")
