@@ -45,7 +45,14 @@ from typing import Any
 
 from keyquorum.cluster.pki import create_ca, issue_certificate
 from keyquorum.cluster.tls import server_context
-from keyquorum.kmip.loadgen import LoadOptions, LoadReport, PreparedKey, prepare, run_load
+from keyquorum.kmip.loadgen import (
+    LoadError,
+    LoadOptions,
+    LoadReport,
+    PreparedKey,
+    prepare,
+    run_load,
+)
 from keyquorum.kmip.messages import (
     ResponseBatchItem,
     ResponseHeader,
@@ -647,7 +654,12 @@ def main() -> None:
             with started(name, files, directory) as target:
                 results += run_target(target, arguments.duration, arguments.repeats, say)
         if arguments.keys:
-            memory = memory_and_restart(directory, arguments.keys, arguments.fill_seconds, say)
+            # A failure here must not lose the comparison measured before it.
+            try:
+                memory = memory_and_restart(directory, arguments.keys, arguments.fill_seconds,
+                                            say)
+            except (LoadError, TimeoutError, OSError) as error:
+                say(f"the memory and restart measurement failed: {error}")
 
     summary = summarize(results)
     settings = (

@@ -416,7 +416,8 @@ def run_load(
 
         # Report progress until every worker has answered.
         results: list[_WorkerResult | None] = [None] * processes
-        hard_stop = start_at + options.duration_seconds + ANSWER_GRACE_SECONDS + 5
+        # Workers stop by the grace period, then take a few seconds to close and send.
+        hard_stop = start_at + options.duration_seconds + ANSWER_GRACE_SECONDS + 30
         while any(result is None for result in results) and time.monotonic() < hard_stop:
             for index, pipe in enumerate(pipes):
                 if results[index] is None and pipe.poll():
