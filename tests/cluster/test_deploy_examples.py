@@ -8,6 +8,7 @@ the loader opens the TLS files and checks that key and certificate match.
 from __future__ import annotations
 
 import runpy
+import shutil
 import subprocess
 from datetime import timedelta
 from pathlib import Path
@@ -117,3 +118,23 @@ def test_compose_file_runs_three_nodes_after_setup() -> None:
         assert services[node]["command"][-1] == f"/cluster/{node}/node.toml"
         assert services[node]["depends_on"]["setup"]["condition"] == (
             "service_completed_successfully")
+
+
+def test_systemd_unit_is_valid_and_sandboxed(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = tmp_path / "keyquorum.service"
+    text = (DEPLOY / "systemd" / "keyquorum.service").read_text()
+    # verify wants the ExecStart binary to exist.
+    unit.write_text(text.replace("/opt/keyquorum/bin/keyquorum", shutil.which("true") or ""))
+
+    verified = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True,
+                              timeout=60)
+    assert verified.returncode == 0 and "keyquorum.service" not in verified.stderr, (
+        verified.stderr)
+    security = subprocess.run([analyze, "security", "--offline=yes", str(unit)],
+                              capture_output=True, text=True, timeout=60)
+    exposure = float(security.stdout.rsplit("exposure level for keyquorum.service:", 1)[1]
+                     .split()[0])
+    assert exposure < 2.0
