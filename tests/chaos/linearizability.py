@@ -75,7 +75,7 @@ class Model(Protocol, Generic[State]):
     def initial(self) -> State: ...
 
     def step(self, state: State, kind: str, argument: Hashable) -> tuple[State, Hashable]:
-        """The state after the operation and the answer it gives."""
+        """The state after the operation and the answer it gives (see ``allows``)."""
         ...
 
 
@@ -132,7 +132,11 @@ def check(history: Sequence[Operation], model: Model[State],
             if following and point >= min(following):
                 continue
             after, answer = model.step(state, op.kind, op.argument)
-            if op.required and answer != op.result:
+            if op.required and not allows(answer, op.result):
+                continue
+            if not op.required and after == state:
+                # An unanswered operation that changes nothing here is the same as one
+                # that never happened; placing it would only multiply the search.
                 continue
             order.append(index)
             if search(placed | {index}, order, after, point):
@@ -147,6 +151,17 @@ def check(history: Sequence[Operation], model: Model[State],
     if found:
         return Verdict(True, states)
     return Verdict(False, states, longest_prefix=tuple(operations[i] for i in best))
+
+
+def allows(answer: Hashable, observed: Hashable) -> bool:
+    """Whether the model's answer allows the observed one.
+
+    A model answers with a frozenset where the specification leaves servers a
+    choice; any member is then allowed.
+    """
+    if isinstance(answer, frozenset):
+        return observed in answer
+    return answer == observed
 
 
 class _Exhausted(Exception):

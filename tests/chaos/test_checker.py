@@ -16,6 +16,7 @@ from chaos.object_model import (
     PRE_ACTIVE,
     KmipObject,
     backwards_steps,
+    check_object,
 )
 
 MODEL = KmipObject()
@@ -52,6 +53,7 @@ def test_a_stale_read_after_an_acknowledged_write_is_refused() -> None:
     verdict = check(history, MODEL)
     assert not verdict.linearizable and not verdict.exhausted
     assert [o.kind for o in verdict.longest_prefix] == ["create", "activate"]
+    assert check_object(history).part == "life cycle"
 
 
 def test_a_read_concurrent_with_the_write_may_see_either_state() -> None:
@@ -70,6 +72,7 @@ def test_a_lost_write_is_refused() -> None:
         op(1, 10, 11, "get_attributes", (PRE_ACTIVE, ())),
     ]
     assert not check(history, MODEL).linearizable
+    assert check_object(history).part == "value a"
 
 
 def test_a_write_applied_twice_is_refused() -> None:
@@ -78,6 +81,7 @@ def test_a_write_applied_twice_is_refused() -> None:
         op(1, 4, 5, "get_attributes", (PRE_ACTIVE, ("a", "a"))),
     ]
     assert not check(history, MODEL).linearizable
+    assert not check_object(history).ok
 
 
 def test_an_acknowledged_create_that_a_later_locate_misses_is_refused() -> None:
@@ -147,3 +151,34 @@ def test_a_search_over_its_budget_is_unchecked_not_passing() -> None:
     history.append(op(99, 60, 61, "get_attributes", (PRE_ACTIVE, ("x",))))
     verdict = check(history, MODEL, max_states=100)
     assert verdict.exhausted and not verdict.ok
+
+
+def test_the_split_check_accepts_what_the_whole_model_accepts() -> None:
+    history = created() + [
+        op(0, 2, 9, "add_attribute", argument="a"),
+        op(1, 2, None, "add_attribute", argument="b"),
+        op(2, 3, 4, "activate"),
+        op(3, 5, 6, "get_attributes", (ACTIVE, ("a",))),
+        op(3, 10, 11, "get_attributes", (ACTIVE, ("a", "b"))),
+    ]
+    assert check(history, MODEL).ok
+    assert check_object(history).ok
+
+
+def test_many_unanswered_writes_stay_cheap_to_check() -> None:
+    # Forty unanswered adds and transitions around a few reads: what a partition makes.
+    history = created()
+    for p in range(40):
+        kind = ("add_attribute", "activate", "revoke", "destroy")[p % 4]
+        history.append(op(p, 2 + p / 10, None, kind, argument=str(p)))
+    history.append(op(99, 20, 21, "get_attributes", (DEACTIVATED, ("0", "4"))))
+    history.append(op(99, 22, 23, "get_attributes", (DESTROYED, ("0", "4", "8"))))
+    verdict = check_object(history)
+    assert verdict.ok and verdict.states < 5_000
+    history.append(op(99, 24, 25, "get_attributes", (DESTROYED, ("4", "8"))))
+    assert check_object(history).part == "value 0"
+
+
+def test_a_value_nobody_added_is_refused() -> None:
+    history = created() + [op(1, 2, 3, "get_attributes", (PRE_ACTIVE, ("z",)))]
+    assert not check_object(history).ok
