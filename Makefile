@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 DEV_DIR ?= dev-cluster
 TYPECHECK := build/typecheck
 
-.PHONY: run test lint typecheck tables check-tables proto check-proto unit bench-codec bench conformance clean
+.PHONY: run test lint typecheck tables check-tables proto check-proto unit bench-codec bench conformance chaos clean
 
 # Install (or refresh) the virtualenv whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -54,6 +54,12 @@ unit: $(STAMP)
 # docs/conformance.md. Not part of `make test`: it takes about a minute.
 conformance: $(STAMP)
 	$(BIN)/python tests/conformance_report.py
+
+# Seeded fault runs (four seeds of five minutes) and the hostile-input suite against
+# clusters in network namespaces; writes docs/reliability.md. Needs root and iproute2.
+# `make test` runs a 75 s share of it (tests/chaos).
+chaos: $(STAMP)
+	$(BIN)/python tests/chaos/run_chaos.py --seeds 1,2,3,4 --duration 300
 
 # Decode and encode rates of vCenter's Create request, beside PyKMIP's, in one run.
 bench-codec: $(STAMP)
