@@ -48,6 +48,7 @@ from .status_api import raft_status_router
 from .sys_api import sys_router
 from .transform.api import transform_router
 from .transform.engine import Engine as TransformEngine
+from .web_ui import ui_router
 
 log = logging.getLogger("keyquorum.node")
 
@@ -224,6 +225,7 @@ async def _serve(config: NodeConfig) -> int:
     app.include_router(metrics_router(registry))
     app.include_router(raft_status_router(str(config.node.id), replicated, seal,
                                           lambda: health(config, replicated, seal).status_code))
+    app.include_router(ui_router())
     try:
         await replication.start()
         await frontend.start()
