@@ -33,6 +33,7 @@ NodeId = NewType("NodeId", str)
 NodeAddress = NewType("NodeAddress", str)
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 DEFAULT_KMIP_LISTEN = f"0.0.0.0:{KMIP_PORT}"
 DEFAULT_RAFT_LISTEN = "127.0.0.1:7000"
@@ -94,6 +95,8 @@ class NodeSettings:
     data_dir: Path
     # How much the node logs: debug, info, warning or error.
     log_level: str = "info"
+    # "text" (key=value after a timestamp) or "json" (one object a line).
+    log_format: str = "text"
 
 
 @dataclass(frozen=True)
@@ -295,7 +298,11 @@ def _node_settings(table: _Table) -> NodeSettings:
     log_level = table.string("log_level", "info")
     if log_level not in LOG_LEVELS:
         raise table.error("log_level", f"{log_level!r} is not one of {', '.join(LOG_LEVELS)}")
-    return NodeSettings(id=NodeId(node_id), data_dir=table.path("data_dir"), log_level=log_level)
+    log_format = table.string("log_format", "text")
+    if log_format not in LOG_FORMATS:
+        raise table.error("log_format", f"{log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+    return NodeSettings(id=NodeId(node_id), data_dir=table.path("data_dir"), log_level=log_level,
+                        log_format=log_format)
 
 
 def _kmip_settings(table: _Table) -> KmipSettings:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 import uuid
 
 from keyquorum.kmip.audit import KmipAudit
@@ -31,6 +30,7 @@ from .config import NodeConfig
 from .consul import start_registration
 from .kmip_access import KmipAccess
 from .listener import ListenerTls
+from .log_format import configure_logging
 from .metrics import KmipMetrics, NodeCollector, NodeParts, metrics_router, new_registry
 from .raft import (
     CommandRejectedError,
@@ -146,18 +146,9 @@ def health(config: NodeConfig, replicated: ReplicatedLog, seal: Seal) -> NodeHea
     )
 
 
-def configure_logging(level: str) -> None:
-    # Fixed event names with key=value fields; one line per event.
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s level=%(levelname)s logger=%(name)s event=%(message)s",
-    )
-
-
 def run(config: NodeConfig) -> int:
     """Serve until SIGTERM or SIGINT; the process's exit code."""
-    configure_logging(config.node.log_level)
+    configure_logging(config.node.log_level, config.node.log_format)
     try:
         return asyncio.run(_serve(config))
     except OSError as error:
