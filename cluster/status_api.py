@@ -8,17 +8,24 @@ Each node knows its own term and indexes, and which peers it is connected to; on
 the leader knows how far each peer has replicated (``match_index``). A node does not
 know its peers' API addresses, so a full table of every node's own view takes one
 call per node (the CLI does that when given several addresses).
+
+``GET /v1/sys/objects`` counts managed objects by scope, type and state for the web
+UI; it takes any admin token, and a scoped token sees its own scope only. It counts
+this node's applied state without a read barrier: a dashboard can be a commit late.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from .admin_api import AdminBackend, authenticate
 from .raft import ReplicatedLog
 from .seal import Seal
+from .tenancy import TokenKind
 
 
 def raft_status_router(node_id: str, replicated: ReplicatedLog, seal: Seal,
@@ -42,5 +49,21 @@ def raft_status_router(node_id: str, replicated: ReplicatedLog, seal: Seal,
             "peers": [{"address": peer.address, "connected": peer.connected,
                        "match_index": peer.match_index} for peer in status.peers],
         }
+
+    return router
+
+
+def objects_router(backend: AdminBackend) -> APIRouter:
+    router = APIRouter(prefix="/v1/sys", tags=["sys"])
+
+    @router.get("/objects")
+    async def objects(request: Request) -> dict[str, Any]:
+        who = await authenticate(backend, request)
+        counts: Counter[tuple[str, str, str]] = Counter(
+            (str(obj.scope), obj.object_type.name.lower(), obj.state.name.lower())
+            for obj in backend.state.keys
+            if who.kind != TokenKind.SCOPED or obj.scope == who.scope)
+        return {"counts": [{"scope": scope, "object_type": kind, "state": state, "count": n}
+                           for (scope, kind, state), n in sorted(counts.items())]}
 
     return router

@@ -6,10 +6,12 @@ browser tab's sessionStorage, sent as ``X-Keyquorum-Token``), so the UI can show
 nothing the token could not read through the API, and it has no control that writes.
 
 Pages: the cluster as this node sees it (``/v1/sys/raft/status``), the seal, the
-replication status, scopes with their roles and credentials, the audit devices.
+replication status, scopes with their roles and credentials, object counts by scope,
+type and state (``/v1/sys/objects``), the audit devices.
 
-Not shown yet: object counts by type and state and the recent audit trail (no API
-reads them), and Consul registration; each needs an endpoint first.
+Not shown yet: the recent audit trail (records live in each device's file or socket
+and no API reads them back) and Consul registration (the node keeps no status of it
+to show); each needs an endpoint first.
 """
 
 from __future__ import annotations

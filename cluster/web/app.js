@@ -116,6 +116,18 @@ const PAGES = {
     }
   },
 
+  async objects(main) {
+    main.appendChild(element("h2", "Managed objects by scope, type and state"));
+    const counts = (await api("/v1/sys/objects")).counts;
+    if (!counts.length) {
+      main.appendChild(element("p", "No managed object yet.", "note"));
+      return;
+    }
+    main.appendChild(table(["scope", "object type", "state", "count"],
+      counts.map((c) => [c.scope, c.object_type.replaceAll("_", " "), c.state.replaceAll("_", " "),
+        c.count])));
+  },
+
   async audit(main) {
     main.appendChild(element("h2", "Audit devices"));
     const devices = (await api("/v1/sys/audit")).devices;

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from harness import Cluster
+from kmip.core import enums
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -139,6 +140,14 @@ def test_tenancy_replication_and_audit_with_a_token(cluster: Cluster, browser: w
     text = open_page(browser, api, "audit")
     check_screenshot(browser, tmp_path / "audit.png")
     assert "No audit device" in text
+
+    with cluster.pykmip(next(iter(cluster.nodes))) as client:
+        client.activate(client.create(enums.CryptographicAlgorithm.AES, 256))
+        client.create(enums.CryptographicAlgorithm.AES, 128)
+    text = open_page(browser, api, "objects")
+    check_screenshot(browser, tmp_path / "objects.png")
+    assert "default symmetric key active 1" in text
+    assert "default symmetric key pre active 1" in text
 
 
 def test_a_read_only_token_reads_but_the_ui_has_nothing_that_writes(
