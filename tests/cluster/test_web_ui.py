@@ -59,11 +59,13 @@ def admin_token(cluster: Cluster) -> str:
     return token
 
 
-def call(cluster: Cluster, path: str, body: dict[str, Any] | None = None) -> Any:
+def call(cluster: Cluster, path: str, body: dict[str, Any] | None = None,
+         token: str | None = None) -> Any:
     node = next(iter(cluster.nodes.values()))
     request = urllib.request.Request(
         node.api + path, data=None if body is None else json.dumps(body).encode(),
-        headers={"X-Keyquorum-Token": admin_token(cluster), "Content-Type": "application/json"})
+        headers={"X-Keyquorum-Token": token or admin_token(cluster),
+                 "Content-Type": "application/json"})
     context = ssl.create_default_context(cafile=str(cluster.ca))
     with urllib.request.urlopen(request, context=context, timeout=15) as response:
         return json.loads(response.read())
@@ -175,3 +177,16 @@ def test_ui_headers_forbid_inline_script_and_framing(cluster: Cluster) -> None:
         urllib.request.urlopen(node.api + "/ui/secrets.txt", context=context, timeout=10)
     assert missing.value.code == 404
     missing.value.close()
+
+
+def test_objects_counts_only_the_scope_of_a_scoped_token(cluster: Cluster) -> None:
+    with cluster.pykmip(next(iter(cluster.nodes))) as client:
+        client.create(enums.CryptographicAlgorithm.AES, 256)
+    call(cluster, "/v1/kmip/scope/elsewhere", {})
+    scoped = call(cluster, "/v1/auth/token/create", {"kind": "scoped", "scope": "elsewhere"})
+
+    everything = call(cluster, "/v1/sys/objects")["counts"]
+    theirs = call(cluster, "/v1/sys/objects", token=scoped["token"])["counts"]
+
+    assert any(c["scope"] == "default" and c["count"] >= 1 for c in everything)
+    assert theirs == []
