@@ -44,7 +44,7 @@ from .replication_node import ReplicationNode
 from .replication_state import ReplicationState
 from .seal import Seal, SealedError, auto_unseal_source, keep_unsealed
 from .state import Command, KeyStore, Outcome
-from .status_api import objects_router, raft_status_router
+from .status_api import audit_trail_router, objects_router, raft_status_router
 from .sys_api import sys_router
 from .transform.api import transform_router
 from .transform.engine import Engine as TransformEngine
@@ -217,6 +217,7 @@ async def _serve(config: NodeConfig) -> int:
     app.include_router(raft_status_router(str(config.node.id), replicated, seal,
                                           lambda: health(config, replicated, seal).status_code))
     app.include_router(objects_router(admin))
+    app.include_router(audit_trail_router(admin))
     app.include_router(ui_router())
     try:
         await replication.start()

@@ -7,11 +7,12 @@ nothing the token could not read through the API, and it has no control that wri
 
 Pages: the cluster as this node sees it (``/v1/sys/raft/status``), the seal, the
 replication status, scopes with their roles and credentials, object counts by scope,
-type and state (``/v1/sys/objects``), the audit devices.
+type and state (``/v1/sys/objects``), the audit devices and the latest records of
+this node's file devices (``/v1/sys/audit-trail``).
 
-Not shown yet: the recent audit trail (records live in each device's file or socket
-and no API reads them back) and Consul registration (the node keeps no status of it
-to show); each needs an endpoint first.
+Not shown yet: records sent to syslog or socket devices (they keep no copy to read
+back) and Consul registration (the node keeps no status of it to show; it would
+need cluster/consul.py to record its last outcome).
 """
 
 from __future__ import annotations

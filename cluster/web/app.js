@@ -129,14 +129,29 @@ const PAGES = {
   },
 
   async audit(main) {
-    main.appendChild(element("h2", "Audit devices"));
-    const devices = (await api("/v1/sys/audit")).devices;
-    if (!devices.length) {
-      main.appendChild(element("p", "No audit device: requests are not recorded.", "bad"));
-      return;
+    main.appendChild(element("h2", "Audit"));
+    try {
+      const devices = (await api("/v1/sys/audit")).devices;
+      main.appendChild(devices.length
+        ? table(["name", "type", "where", "enabled"], devices.map((d) => [
+          d.name, d.type, d.local ? d.local.path : JSON.stringify(d.options), when(d.enabled_at)]))
+        : element("p", "No audit device: requests are not recorded.", "bad"));
+    } catch (error) {
+      main.appendChild(element("p", `Devices: ${error.message}.`, "note"));
     }
-    main.appendChild(table(["name", "type", "where", "enabled"], devices.map((d) => [
-      d.name, d.type, d.local ? d.local.path : JSON.stringify(d.options), when(d.enabled_at)])));
+    const trail = (await api("/v1/sys/audit-trail?limit=50")).devices;
+    if (!trail.length) {
+      main.appendChild(element("p", "No file device on this node: no records to read back.",
+        "note"));
+    }
+    for (const device of trail) {
+      main.appendChild(element("h3", `Latest records of ${device.device}, newest first`));
+      main.appendChild(table(["seq", "time", "type", "fields"], device.records.reverse().map(
+        (r) => [r.seq, r.time, r.type, Object.entries(r)
+          .filter(([key]) => !["seq", "prev", "time", "type", "node"].includes(key))
+          .map(([key, value]) => `${key}=${typeof value === "object" ? JSON.stringify(value)
+            : value}`).join(" ")])));
+    }
   },
 };
 

@@ -190,3 +190,28 @@ def test_objects_counts_only_the_scope_of_a_scoped_token(cluster: Cluster) -> No
 
     assert any(c["scope"] == "default" and c["count"] >= 1 for c in everything)
     assert theirs == []
+
+
+def test_audit_page_shows_the_latest_records_of_a_file_device(
+        cluster: Cluster, browser: webdriver.Chrome) -> None:
+    node_id = next(iter(cluster.nodes))
+    api = cluster.nodes[node_id].api
+    call(cluster, "/v1/sys/audit/trail-file", {"type": "file", "options": {"path": "ui.log"}})
+    try:
+        with cluster.pykmip(node_id) as client:
+            client.create(enums.CryptographicAlgorithm.AES, 256, name="audited-from-ui-test")
+        browser.get(f"{api}/ui#cluster")
+        use_token(browser, None)
+        use_token(browser, admin_token(cluster))
+
+        text = open_page(browser, api, "audit")
+
+        assert "trail-file file" in text and "Latest records of trail-file" in text
+        assert "kmip_request" in text and "kmip_response" in text
+        assert "operation=Create" in text or "operation=CREATE" in text, text[:2000]
+    finally:
+        node = cluster.nodes[node_id]
+        request = urllib.request.Request(node.api + "/v1/sys/audit/trail-file", method="DELETE",
+                                         headers={"X-Keyquorum-Token": admin_token(cluster)})
+        context = ssl.create_default_context(cafile=str(cluster.ca))
+        urllib.request.urlopen(request, context=context, timeout=15).close()
