@@ -131,7 +131,7 @@ def report(results: list[RunResult], hostile: list[tuple[str, str]],
               "(tests/chaos/test_hostile_input.py).", "", "| case | outcome |", "| --- | --- |"]
     lines += [f"| {name} | {outcome} |" for name, outcome in hostile]
     lines += ["", "## Reproduce", "", "```sh",
-              "make chaos                      # this page: four seeds of five minutes",
+              "make chaos                      # four seeds of five minutes",
               ".venv/bin/pytest tests/chaos    # the CI share: one seed, 75 s, and the rest",
               "KEYQUORUM_CHAOS_SEEDS=7 .venv/bin/pytest tests/chaos/test_fault_run.py",
               "```", "",
