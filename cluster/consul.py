@@ -97,8 +97,18 @@ class DiscoveryError(Exception):
 
 
 def no_replication() -> str | None:
-    """The replication role until replication exists: none, so no role tag."""
+    """No replication role, so no role tag: a standalone cluster is nobody's primary."""
     return None
+
+
+# A cluster's replication mode (cluster/replication_state.py's Mode values) and the
+# tag that says it in Consul; a cluster with replication off carries none.
+_ROLE_TAGS = {"primary": "primary", "performance": "perf-secondary", "dr": "dr-secondary"}
+
+
+def replication_role_tag(mode: str) -> str | None:
+    """The role tag of a cluster in replication mode ``mode``, or None."""
+    return _ROLE_TAGS.get(mode)
 
 
 @dataclass(frozen=True)

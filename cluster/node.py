@@ -27,7 +27,7 @@ from .audit_api import install_audit_api
 from .barrier import BarrierError
 from .cluster_state import ClusterState
 from .config import NodeConfig
-from .consul import start_registration
+from .consul import replication_role_tag, start_registration
 from .kmip_access import KmipAccess
 from .listener import ListenerTls
 from .log_format import configure_logging
@@ -234,7 +234,8 @@ async def _serve(config: NodeConfig) -> int:
         raise
     # Consul last: it must not announce a node before it serves. It runs in a thread.
     registration = start_registration(
-        config, frontend.port, api.port, lambda: health(config, replicated, seal)
+        config, frontend.port, api.port, lambda: health(config, replicated, seal),
+        replication_role=lambda: replication_role_tag(root.mode.value),
     )
     log.info("node_started id=%s kmip=%s:%d api=%s:%d raft=%s", config.node.id,
              config.kmip.listen.host, frontend.port, config.api.listen.host, api.port,

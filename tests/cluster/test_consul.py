@@ -39,7 +39,9 @@ from keyquorum.cluster.consul import (
     ServiceDefinition,
     consul_client,
     find_active,
+    replication_role_tag,
 )
+from keyquorum.cluster.replication_state import Mode
 
 CHECK_TIMEOUT = 1.0
 
@@ -613,3 +615,9 @@ def test_a_real_node_sealed_by_the_operator_drops_out_of_the_healthy_set(
     unseal_key = (cluster.directory / "secrets" / "unseal-key").read_text().strip()
     operator_command(cluster, follower, "unseal", unseal_key)
     wait_for(lambda: ttl_status(agent, service_id) == "passing", 3, "a passing TTL check")
+
+
+def test_replication_modes_map_to_their_consul_role_tags() -> None:
+    # The node passes its replication mode's value (cluster/replication_state.py Mode).
+    assert [replication_role_tag(mode.value) for mode in Mode] == [
+        None, "primary", "perf-secondary", "dr-secondary"]
