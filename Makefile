@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 DEV_DIR ?= dev-cluster
 TYPECHECK := build/typecheck
 
-.PHONY: run test lint typecheck tables check-tables proto check-proto unit bench-codec bench conformance chaos clean
+.PHONY: run test lint typecheck tables check-tables proto check-proto unit bench-codec bench conformance chaos fuzz clean
 
 # Install (or refresh) the virtualenv whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -64,6 +64,19 @@ chaos: $(STAMP)
 # Decode and encode rates of vCenter's Create request, beside PyKMIP's, in one run.
 bench-codec: $(STAMP)
 	$(BIN)/python bench/codec_bench.py
+
+# Coverage-guided fuzzing of the decoder and the request handler, 10 minutes each;
+# make test runs a short fixed-seed pass (tests/fuzz/test_fuzz.py).
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)
+	mkdir -p build/fuzz/decoder build/fuzz/service
+	for target in decoder service; do \
+		$(BIN)/python -c "import sys; sys.path.insert(0, 'tests/fuzz'); \
+			from fuzz_kmip import write_seed_corpus; from pathlib import Path; \
+			write_seed_corpus(Path('build/fuzz/$$target'))" && \
+		$(BIN)/python tests/fuzz/fuzz_kmip.py $$target -max_total_time=$(FUZZ_SECONDS) \
+			-max_len=4096 -artifact_prefix=build/fuzz/ build/fuzz/$$target || exit 1; \
+	done
 
 # keyquorum's 3-node cluster beside PyKMIP's server and a TLS echo ceiling, then a node
 # holding 100,000 keys; writes docs/performance.md, .png and .json. About 15 minutes.
