@@ -17,11 +17,15 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from keyquorum.cluster.pki import CertificateAuthority, create_ca, issue_certificate
 from keyquorum.cluster.tls import client_context, server_context
@@ -454,6 +458,45 @@ def test_a_client_of_another_ca_is_refused(credentials: Credentials) -> None:
     async def scenario() -> None:
         async with serving(credentials) as (frontend, handler):
             await assert_refused(frontend, credentials.stranger)
+            await eventually(lambda: frontend.handshake_failures == 1)
+            assert handler.started == 0
+
+    run(scenario)
+
+
+def expired_client(credentials: Credentials, pki: Any, directory: Path) -> ssl.SSLContext:
+    """A client certificate of the right CA whose validity ended yesterday."""
+    ca = CertificateAuthority.load(pki.ca_file, pki.ca_key_file)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired-client")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=2))
+        .not_valid_after(now - timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "expired.pem", directory / "expired.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return client_context(credentials.ca_file, cert_file, key_file)
+
+
+def test_an_expired_client_certificate_is_refused(
+    credentials: Credentials, pki: Any, tmp_path: Path
+) -> None:
+    expired = expired_client(credentials, pki, tmp_path)
+
+    async def scenario() -> None:
+        async with serving(credentials) as (frontend, handler):
+            await assert_refused(frontend, expired)
             await eventually(lambda: frontend.handshake_failures == 1)
             assert handler.started == 0
 
