@@ -25,6 +25,25 @@ from chaos.netns_cluster import NetnsCluster, remove_stale_namespaces  # noqa: E
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# Where each security check of the reliability issue is tested; written into the
+# report so that it lists them beside the fault runs.
+SECURITY_CHECKS = [
+    ("no client certificate: handshake refused", "tests/kmip/test_frontend.py"),
+    ("a certificate from another CA: refused", "tests/kmip/test_frontend.py"),
+    ("an expired certificate of the cluster CA: refused", "tests/kmip/test_frontend.py"),
+    ("a revoked credential: refused by all three nodes within 1 s",
+     "tests/cluster/test_tenancy.py"),
+    ("TLS 1.0/1.1 offers: refused", "tests/kmip/test_frontend.py"),
+    ("another scope's identifiers answer exactly as missing ones",
+     "tests/cluster/test_tenancy.py"),
+    ("the Raft port without the cluster secret: no effect on the cluster",
+     "tests/cluster/test_raft.py"),
+    ("the admin API without or with a wrong token: 401/403", "tests/cluster/test_tenancy.py"),
+    ("any bytes to the decoder and the request handler (atheris)",
+     "tests/fuzz/test_fuzz.py, `make fuzz`"),
+]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="1,2,3,4")
@@ -130,7 +149,12 @@ def report(results: list[RunResult], hostile: list[tuple[str, str]],
               "that client served throughout and the node's memory bounded",
               "(tests/chaos/test_hostile_input.py).", "", "| case | outcome |", "| --- | --- |"]
     lines += [f"| {name} | {outcome} |" for name, outcome in hostile]
-    lines += ["", "## Reproduce", "", "```sh",
+    lines += ["", "## Security checks", "",
+              "Each runs in `make test`, against real TLS and real nodes, in the suite named.",
+              "", "| check | where |", "| --- | --- |"]
+    lines += [f"| {check} | {where} |" for check, where in SECURITY_CHECKS]
+    lines += [""]
+    lines += ["## Reproduce", "", "```sh",
               "make chaos                      # four seeds of five minutes",
               ".venv/bin/pytest tests/chaos    # the CI share: one seed, 75 s, and the rest",
               "KEYQUORUM_CHAOS_SEEDS=7 .venv/bin/pytest tests/chaos/test_fault_run.py",
