@@ -220,6 +220,18 @@ def test_rotation_keeps_old_objects_readable_on_every_node(cluster: Cluster) -> 
             assert client.get(after).value == b"written after rotation"
 
 
+def read_back(node: Any, saving: Cluster, uid: str) -> bool:
+    """Whether ``node`` serves ``uid`` to the saving cluster's client, as it was."""
+    client = ProxyKmipClient(hostname=node.kmip_host, port=node.kmip_port,
+                             cert=str(saving.client_cert), key=str(saving.client_key),
+                             ca=str(saving.ca), config_file=os.devnull)
+    try:
+        with client:
+            return bool(client.get(uid).value == SECRETS["key-1"])
+    except (OSError, exceptions.KmipOperationFailure, exceptions.ClientConnectionFailure):
+        return False
+
+
 def test_a_snapshot_restores_onto_a_fresh_cluster_with_the_saving_clusters_keys(
     cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -251,14 +263,11 @@ def test_a_snapshot_restores_onto_a_fresh_cluster_with_the_saving_clusters_keys(
             assert status == 200 and body["sealed"] is False
 
         # The restored tenancy is the saving cluster's: its CA now signs the nodes'
-        # certificates and trusts its client credential.
+        # certificates and trusts its client credential. A node just unsealed serves
+        # its configured certificate until its listener rebuilds (cluster/listener.py
+        # polls every 0.2 s), so the first handshakes may still meet the old chain.
         for node_id in fresh.nodes:
-            node = fresh.nodes[node_id]
-            client = ProxyKmipClient(hostname=node.kmip_host, port=node.kmip_port,
-                                     cert=str(cluster.client_cert),
-                                     key=str(cluster.client_key), ca=str(cluster.ca),
-                                     config_file=os.devnull)
-            with client:
-                assert client.get(uids["key-1"]).value == SECRETS["key-1"]
+            wait_for(lambda n=node_id: read_back(fresh.nodes[n], cluster, uids["key-1"]),
+                     15, f"{node_id} to serve the restored key under the restored CA")
     finally:
         fresh.stop()
