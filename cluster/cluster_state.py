@@ -12,8 +12,9 @@ Two commands need both parts, and are checked here before either changes:
 
 - deleting a scope that still holds objects needs ``force``, and then takes the
   objects with it;
-- a managed object is only created in a scope that exists, so a Create racing a
-  scope's deletion cannot leave an object nobody can reach.
+- a managed object is only created in a scope that exists (a single Create or a
+  key pair's CreateObjects alike), so a Create racing a scope's deletion cannot
+  leave an object nobody can reach.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from keyquorum.kmip.tables import ResultReason
 
 from .audit_state import AUDIT_COMMANDS, AuditState
 from .barrier import BARRIER_COMMANDS, BarrierState, RestoreState
-from .state import CreateObject, KeyStore, Outcome, Rejected
+from .state import CreateObject, CreateObjects, KeyStore, Outcome, Rejected, ScopeName
 from .tenancy import (
     TENANCY_COMMANDS,
     DeleteScope,
@@ -64,10 +65,29 @@ class ClusterState:
             return self.audit.apply(command)
         if isinstance(command, RestoreState):
             return self._restore_state(command)
-        if isinstance(command, CreateObject) and self.tenancy.scope(command.scope) is None:
+        missing = self._missing_scope(command)
+        if missing is not None:
             return Rejected(ResultReason.PERMISSION_DENIED,
-                            f"scope {command.scope} does not exist (deleted?)")
+                            f"scope {missing} does not exist (deleted?)")
         return self.keys.apply(command)
+
+    def _missing_scope(self, command: object) -> ScopeName | None:
+        """The scope a create names that does not exist, or None.
+
+        Every command that brings an object into being is checked, a key pair's
+        CreateObjects as much as a single CreateObject: each object it holds names
+        its own scope, and one missing scope refuses all of them.
+        """
+        if isinstance(command, CreateObject):
+            creates: tuple[CreateObject, ...] = (command,)
+        elif isinstance(command, CreateObjects):
+            creates = command.objects
+        else:
+            return None
+        for create in creates:
+            if self.tenancy.scope(create.scope) is None:
+                return create.scope
+        return None
 
     def _delete_scope(self, command: DeleteScope) -> TenancyOutcome:
         if self.tenancy.scope(command.scope) is None:

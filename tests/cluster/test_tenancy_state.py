@@ -7,7 +7,13 @@ import pickle
 import pytest
 
 from keyquorum.cluster.cluster_state import ClusterState
-from keyquorum.cluster.state import CreateObject, KeyStore, Rejected, ScopeName
+from keyquorum.cluster.state import (
+    CreateObject,
+    CreateObjects,
+    KeyStore,
+    Rejected,
+    ScopeName,
+)
 from keyquorum.cluster.tenancy import (
     OPERATION_FLAGS,
     AdminToken,
@@ -208,6 +214,25 @@ def test_objects_are_created_only_in_existing_scopes(state: TenancyState) -> Non
     outcome = cluster.apply(create_object("gone", "k1"))
     assert isinstance(outcome, Rejected) and outcome.reason == ResultReason.PERMISSION_DENIED
     assert len(cluster.keys) == 0
+
+
+def test_a_key_pair_is_created_only_when_every_scope_it_names_exists(
+    state: TenancyState,
+) -> None:
+    cluster = ClusterState(KeyStore(), state)
+
+    # A key pair whose public half names a scope deleted meanwhile: neither half is made.
+    stray = CreateObjects((create_object(SALES, "private"), create_object("gone", "public")))
+    outcome = cluster.apply(stray)
+    assert isinstance(outcome, Rejected) and outcome.reason == ResultReason.PERMISSION_DENIED
+    assert "gone" in outcome.message
+    assert len(cluster.keys) == 0
+
+    # Both halves in an existing scope are made together.
+    pair = CreateObjects((create_object(SALES, "private"), create_object(SALES, "public")))
+    assert not isinstance(cluster.apply(pair), Rejected)
+    assert cluster.keys.get(SALES, "private") is not None
+    assert cluster.keys.get(SALES, "public") is not None
 
 
 def test_one_snapshot_restores_both_parts(state: TenancyState) -> None:
