@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from cryptography import x509
@@ -30,7 +30,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from .pki import CertificateAuthority, KeyType, generate_private_key, sign_certificate
+from .pki import (
+    CertificateAuthority,
+    KeyType,
+    capped_not_after,
+    generate_private_key,
+    sign_certificate,
+)
 from .state import ScopeName
 from .tenancy import Credential, Role, RoleName
 
@@ -49,14 +55,17 @@ class Issued:
     certificate: x509.Certificate
     private_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | None
     record: Credential
+    # What the caller should know, such as a lifetime cut short by the CA's expiry.
+    warnings: tuple[str, ...] = ()
 
 
 def generate(ca: CertificateAuthority, role: Role, common_name: str | None,
              sans: list[str], now: int) -> Issued:
     """A new key and certificate for ``role``; a CredentialError for bad names."""
+    warnings = _lifetime_warnings(ca, role)
     key = generate_private_key(role.settings.key_type)
     certificate = _sign(ca, key.public_key(), role, common_name, sans)
-    return Issued(certificate, key, _record(certificate, role, "generated", now))
+    return Issued(certificate, key, _record(certificate, role, "generated", now), warnings)
 
 
 def sign_csr(ca: CertificateAuthority, role: Role, csr_pem: str, common_name: str | None,
@@ -86,8 +95,9 @@ def sign_csr(ca: CertificateAuthority, role: Role, csr_pem: str, common_name: st
         sans += [str(v) for v in extension.value.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:
         pass
+    warnings = _lifetime_warnings(ca, role)
     certificate = _sign(ca, public_key, role, requested, sans)
-    return Issued(certificate, None, _record(certificate, role, "signed", now))
+    return Issued(certificate, None, _record(certificate, role, "signed", now), warnings)
 
 
 def render(issued: Issued, ca_pem: bytes, format_: Format,
@@ -102,6 +112,8 @@ def render(issued: Issued, ca_pem: bytes, format_: Format,
         "not_after": record.not_after,
         "format": format_,
     }
+    if issued.warnings:
+        answer["warnings"] = list(issued.warnings)
     ca_certificate = x509.load_pem_x509_certificate(ca_pem)
     certificate = issued.certificate
     key = issued.private_key
@@ -173,6 +185,21 @@ def _sign(ca: CertificateAuthority, public_key: rsa.RSAPublicKey | ec.EllipticCu
         raise CredentialError(f"{error}: a certificate needs a subject alternative name; "
                               "give sans (DNS names or IP addresses), or a common_name that "
                               "is a DNS name") from error
+
+
+def _lifetime_warnings(ca: CertificateAuthority, role: Role) -> tuple[str, ...]:
+    """Refuse when the CA can sign nothing valid; say so when it cuts the role's TTL."""
+    ttl = timedelta(seconds=role.settings.tls_client_ttl_seconds)
+    now = datetime.now(UTC)
+    try:
+        not_after = capped_not_after(ca.certificate, now, ttl)
+    except ValueError as error:
+        raise CredentialError(str(error)) from error
+    if not_after >= now + ttl:
+        return ()
+    return (f"the role's tls_client_ttl ({role.settings.tls_client_ttl_seconds} s) outlives "
+            f"the cluster CA; this certificate expires with the CA at "
+            f"{not_after.isoformat()}",)
 
 
 def _record(certificate: x509.Certificate, role: Role, origin: str, now: int) -> Credential:

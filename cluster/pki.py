@@ -32,6 +32,9 @@ CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
 # Ten years: the CA outlives every certificate it signs, and rotating it means
 # re-enrolling every client (vCenter included), which nobody wants to do often.
 CA_TTL = timedelta(days=3650)
+# A CA with less life left than this signs nothing: the certificate would expire
+# before a client had finished installing it.
+MIN_REMAINING_CA_LIFE = timedelta(minutes=1)
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -122,7 +125,8 @@ def generate_private_key(key_type: KeyType) -> PrivateKey:
     return ec.generate_private_key(_CURVES[key_type])
 
 
-def create_ca(common_name: str, key_type: KeyType = DEFAULT_KEY_TYPE) -> CertificateAuthority:
+def create_ca(common_name: str, key_type: KeyType = DEFAULT_KEY_TYPE,
+              ttl: timedelta = CA_TTL) -> CertificateAuthority:
     """A new self-signed CA that may sign end-entity certificates only (pathlen 0)."""
     key = generate_private_key(key_type)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -135,7 +139,7 @@ def create_ca(common_name: str, key_type: KeyType = DEFAULT_KEY_TYPE) -> Certifi
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - CLOCK_SKEW_ALLOWANCE)
-        .not_valid_after(now + CA_TTL)
+        .not_valid_after(now + ttl)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -181,12 +185,18 @@ def sign_certificate(
     ttl: timedelta,
     serial: int | None = None,
 ) -> x509.Certificate:
-    """A client-and-server certificate for someone else's key (a CSR's), signed by `ca`."""
+    """A client-and-server certificate for someone else's key (a CSR's), signed by `ca`.
+
+    It never outlives `ca`: a longer `ttl` is cut to the CA's own expiry (see
+    ``capped_not_after``), because a chain is only as valid as its shortest link and
+    a client would be refused the moment the CA expired anyway.
+    """
     if ttl <= timedelta(0):
         raise ValueError(f"ttl must be positive, got {ttl}")
     ca_certificate = ca.certificate
     ca_key = ca.private_key
     now = datetime.now(UTC)
+    not_after = capped_not_after(ca_certificate, now, ttl)
     serial = serial if serial is not None else x509.random_serial_number()
 
     # First the identity and validity, then what the key may do, then where it lives.
@@ -197,7 +207,7 @@ def sign_certificate(
         .public_key(public_key)
         .serial_number(serial)
         .not_valid_before(now - CLOCK_SKEW_ALLOWANCE)
-        .not_valid_after(now + ttl)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             _end_entity_key_usage(isinstance(public_key, rsa.RSAPublicKey)), critical=True
@@ -216,6 +226,20 @@ def sign_certificate(
         )
     )
     return builder.sign(ca_key, _signature_hash(ca_key))
+
+
+def capped_not_after(ca_certificate: x509.Certificate, now: datetime,
+                     ttl: timedelta) -> datetime:
+    """When a certificate issued `now` for `ttl` expires: at the latest with its CA.
+
+    A ValueError when the CA has expired (or expires within a minute): nothing it
+    signs would be accepted, so the caller must install a new CA first.
+    """
+    ca_expiry = ca_certificate.not_valid_after_utc
+    if ca_expiry <= now + MIN_REMAINING_CA_LIFE:
+        raise ValueError(f"the CA expires at {ca_expiry.isoformat()}; a certificate it "
+                         "signs now would not be valid: install a new CA")
+    return min(now + ttl, ca_expiry)
 
 
 def write_pem_pair(cert_pem: bytes, key_pem: bytes, cert_file: Path, key_file: Path) -> None:
