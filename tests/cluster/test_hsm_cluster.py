@@ -1,0 +1,186 @@
+"""HSM auto-unseal on a real cluster: three node processes sealed by a SoftHSM2 key.
+
+The token is initialized by this module in a folder of its own (SOFTHSM2_CONF, which the
+node processes inherit). The cluster is a `keyquorum dev` folder whose [seal] sections are
+rewritten to PKCS#11 before the first start, so the nodes initialize the barrier through
+the HSM themselves. Then nodes are killed with SIGKILL and started again as new processes:
+each must unseal itself, with no operator, and serve keys registered before.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import ssl
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import KEYQUORUM, Cluster, wait_for
+from kmip.core import enums
+from kmip.pie import objects
+
+from keyquorum.cluster.dev import DevOptions, prepare_cluster
+
+LIBRARY = Path("/usr/lib/softhsm/libsofthsm2.so")
+
+if not LIBRARY.exists() or shutil.which("softhsm2-util") is None:
+    pytest.fail("SoftHSM2 is missing: apt-get install -y softhsm2 (.ci/run installs it)",
+                pytrace=False)
+
+SECRETS = {f"hsm-key-{n}": secrets.token_bytes(32) for n in range(3)}
+
+
+def make_token(folder: Path) -> None:
+    """A fresh SoftHSM2 token with one AES-256 key, the one that seals the root key."""
+    (folder / "tokens").mkdir()
+    conf = folder / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "kq-cluster",
+                    "--pin", "4321", "--so-pin", "8765"], check=True, capture_output=True)
+
+    import pkcs11
+    from pkcs11 import KeyType
+
+    with pkcs11.lib(str(LIBRARY)).get_token(token_label="kq-cluster").open(
+        user_pin="4321", rw=True
+    ) as session:
+        session.generate_key(KeyType.AES, 256, label="root-seal", store=True)
+
+
+PKCS11_SEAL = f"""
+[seal]
+type = "pkcs11"
+library = "{LIBRARY}"
+token_label = "kq-cluster"
+pin = "4321"
+key_label = "root-seal"
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    base = tmp_path_factory.mktemp("hsm-cluster")
+    (base / "softhsm").mkdir()
+    make_token(base / "softhsm")
+
+    # The dev folder first, then its seal sections pointed at the HSM; `keyquorum dev`
+    # reuses the folder as it is.
+    root = base / "cluster"
+    prepare_cluster(DevOptions(root=root, base_port=0))
+    for config in root.glob("nodes/*/node.toml"):
+        text = re.sub(r"\n\[seal\]\n.*", "", config.read_text(), flags=re.DOTALL)
+        # Compaction every second: every node keeps a full dump of its state on disk.
+        text = text.replace("[raft]\n", "[raft]\ncompaction_min_entries = 100\n"
+                                         "compaction_min_seconds = 1\n", 1)
+        config.write_text(text + PKCS11_SEAL)
+
+    running = Cluster(root)
+    running.start()
+    yield running
+    running.stop()
+
+
+def seal_status(cluster: Cluster, node_id: str) -> dict[str, Any] | None:
+    context = ssl.create_default_context(cafile=str(cluster.ca))
+    request = urllib.request.Request(cluster.nodes[node_id].api + "/v1/sys/seal-status")
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=5) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+    except OSError:
+        return None
+
+
+def unsealed(cluster: Cluster, node_id: str) -> bool:
+    status = seal_status(cluster, node_id)
+    return status is not None and status["sealed"] is False
+
+
+def start_again(cluster: Cluster, node_id: str) -> None:
+    """A new process from the node's own config and data; no operator touches it after."""
+    node = cluster.nodes[node_id]
+    log = cluster._log(node.config.parent / "node.log")
+    node.process = subprocess.Popen([*KEYQUORUM, "server", "--config", str(node.config)],
+                                    stdout=log, stderr=log)
+    node.pid = node.process.pid
+
+
+def reads_back(cluster: Cluster, node_id: str, uids: dict[str, str]) -> bool:
+    with cluster.pykmip(node_id) as client:
+        return all(client.get(uids[name]).value == material
+                   for name, material in SECRETS.items())
+
+
+@pytest.fixture(scope="module")
+def registered(cluster: Cluster) -> dict[str, str]:
+    uids = {}
+    with cluster.pykmip(cluster.leader()) as client:
+        for name, material in SECRETS.items():
+            key = objects.SymmetricKey(enums.CryptographicAlgorithm.AES, 256, material,
+                                       name=name)
+            uids[name] = client.register(key)
+    return uids
+
+
+def test_the_nodes_initialized_the_barrier_through_the_hsm(cluster: Cluster) -> None:
+    for node_id in cluster.nodes:
+        status = wait_for(lambda n=node_id: unsealed(cluster, n) and seal_status(cluster, n),
+                          60, f"{node_id} to unseal")
+        assert status["kind"] == "pkcs11"
+        assert (status["threshold"], status["shares"]) == (1, 1)
+
+
+def test_a_killed_node_unseals_itself_in_its_new_process(
+    cluster: Cluster, registered: dict[str, str]
+) -> None:
+    follower = cluster.followers(cluster.leader())[0]
+    cluster.kill(follower)
+    start_again(cluster, follower)
+
+    # Nobody unseals it: the new process asks the HSM for the root key by itself.
+    wait_for(lambda: unsealed(cluster, follower), 120, f"{follower} to unseal itself")
+    assert wait_for(lambda: reads_back(cluster, follower, registered), 60,
+                    "the keys registered before the restart")
+
+
+def test_no_file_holds_the_key_bytes_under_the_hsm_seal(
+    cluster: Cluster, registered: dict[str, str]
+) -> None:
+    dumps = [node.config.parent / "data" / "raft" / "raft.dump"
+             for node in cluster.nodes.values()]
+    wait_for(lambda: any(dump.exists() and registered["hsm-key-0"].encode() in
+                         dump.read_bytes() for dump in dumps),
+             60, "a dump holding the registered objects")
+
+    files = [path for path in cluster.directory.parent.rglob("*") if path.is_file()]
+    assert any(path.name == "raft.journal" for path in files)
+    for path in files:
+        content = path.read_bytes()
+        for name, material in SECRETS.items():
+            for form in (material, material.hex().encode(), material.hex().upper().encode(),
+                         base64.b64encode(material), base64.urlsafe_b64encode(material)):
+                assert form not in content, f"{name} found in {path}"
+
+
+def test_the_whole_cluster_killed_and_started_again_unseals_itself(
+    cluster: Cluster, registered: dict[str, str]
+) -> None:
+    for node_id in cluster.nodes:
+        cluster.kill(node_id)
+    for node_id in cluster.nodes:
+        start_again(cluster, node_id)
+
+    for node_id in cluster.nodes:
+        wait_for(lambda n=node_id: unsealed(cluster, n), 120, f"{node_id} to unseal itself")
+    for node_id in cluster.nodes:
+        assert wait_for(lambda n=node_id: reads_back(cluster, n, registered), 60,
+                        f"the keys through {node_id}")
