@@ -130,6 +130,10 @@ class RequestHandler(Protocol):
         ...
 
 
+# Where a listener binds: a host (name or IP address) and a port.
+Address = tuple[str, int]
+
+
 @dataclass(frozen=True)
 class FrontendConfig:
     host: str = "0.0.0.0"
@@ -181,7 +185,8 @@ class KmipFrontend:
         # Whether a verified certificate is one the node has a credential (or an
         # imported CA's rule) for; a certificate the CA signed is not enough.
         self._known = known
-        self._server: asyncio.Server | None = None
+        # One listening server per bound address, in the order they were asked for.
+        self._servers: list[tuple[Address, asyncio.Server]] = []
         self._connections: set[_Connection] = set()
         self._all_closed: asyncio.Event | None = None
         self._limit_warned = False
@@ -198,10 +203,15 @@ class KmipFrontend:
     @property
     def port(self) -> int:
         """The bound port: the configured one, or the one the OS chose for port 0."""
-        if self._server is None or not self._server.sockets:
+        if not self._servers or not self._servers[0][1].sockets:
             raise RuntimeError("the front end is not listening")
-        port: int = self._server.sockets[0].getsockname()[1]
+        port: int = self._servers[0][1].sockets[0].getsockname()[1]
         return port
+
+    @property
+    def addresses(self) -> list[Address]:
+        """The addresses listened on, as asked for (port 0 stays 0; see ``port``)."""
+        return [address for address, _ in self._servers]
 
     def use_ssl_context(self, ssl_context: ssl.SSLContext) -> None:
         """Serve handshakes from now on with ``ssl_context``; open connections keep theirs."""
@@ -213,11 +223,9 @@ class KmipFrontend:
         return len(self._connections)
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         self._all_closed = asyncio.Event()
-        self._server = await loop.create_server(
-            lambda: _Connection(self), self.config.host, self.config.port
-        )
+        address = (self.config.host, self.config.port)
+        self._servers = [(address, await self._listen(address))]
         log.info(
             "listener_started host=%s port=%d max_connections=%d",
             self.config.host,
@@ -225,15 +233,57 @@ class KmipFrontend:
             self.config.max_connections,
         )
 
+    async def rebind(self, addresses: list[Address]) -> None:
+        """Listen on ``addresses`` instead, without dropping a connection.
+
+        The new addresses are bound first and the old sockets closed only once all
+        of them are, so a client always finds the node on one set or the other, and
+        a failed bind (an address in use, one this host does not have) leaves the
+        node as it was: the OSError reaches the caller. Connections accepted on a
+        closed socket carry on until they end. An address kept from before keeps its
+        socket. Limit: going from a wildcard (0.0.0.0:5696) to a specific address on
+        the same port fails, as the wildcard still holds the port; use another port,
+        or two steps.
+        """
+        if not addresses:
+            raise ValueError("the front end needs at least one address to listen on")
+        kept = {address: server for address, server in self._servers if address in addresses}
+
+        # First bind every new address; undo them all if one fails.
+        opened: dict[Address, asyncio.Server] = {}
+        try:
+            for address in addresses:
+                if address not in kept and address not in opened:
+                    opened[address] = await self._listen(address)
+        except OSError:
+            for server in opened.values():
+                server.close()
+            raise
+
+        # Then stop accepting on the old ones; their connections stay open.
+        for address, server in self._servers:
+            if address not in kept:
+                server.close()
+                log.info("listener_closed host=%s port=%d", address[0], address[1])
+        servers = {**kept, **opened}
+        self._servers = [(address, servers[address]) for address in dict.fromkeys(addresses)]
+        for address in opened:
+            log.info("listener_started host=%s port=%d", address[0], address[1])
+
+    async def _listen(self, address: Address) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(lambda: _Connection(self), address[0], address[1])
+
     async def stop(self) -> None:
         """Stop listening, let requests in flight finish briefly, close every connection."""
-        if self._server is None:
+        if not self._servers:
             return
         port = self.port
-        server, self._server = self._server, None
+        servers, self._servers = [server for _, server in self._servers], []
 
         # First stop accepting, and stop every connection from reading new requests.
-        server.close()
+        for server in servers:
+            server.close()
         connections = list(self._connections)
         for connection in connections:
             connection.begin_shutdown()
@@ -247,7 +297,8 @@ class KmipFrontend:
             for connection in list(self._connections):
                 connection.abort("stopped")
             await self._wait_all_closed(1.0)
-        await server.wait_closed()
+        for server in servers:
+            await server.wait_closed()
         log.info("listener_stopped port=%d", port)
 
     async def _wait_all_closed(self, timeout: float) -> bool:
