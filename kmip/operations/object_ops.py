@@ -11,6 +11,8 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
 from keyquorum.cluster.state import (
     Activate,
@@ -26,7 +28,13 @@ from keyquorum.cluster.state import UniqueIdentifier as ObjectId
 from ..attributes import Attribute, attribute_from_v2
 from ..errors import KmipError, invalid_field
 from ..mapping import from_item, to_item
-from ..objects import MANAGED_OBJECT_CLASSES, KeyBlock, KeyValue, SymmetricKey
+from ..objects import (
+    MANAGED_OBJECT_CLASSES,
+    KeyBlock,
+    KeyValue,
+    KeyWrappingSpecification,
+    SymmetricKey,
+)
 from ..payloads import (
     ActivateRequestPayload,
     ActivateResponsePayload,
@@ -59,6 +67,7 @@ from ..ttlv import Item, ItemType, decode_item, encode_item
 from .attribute_ops import stored
 from .certificate_attributes import certificate_attributes
 from .context import Context
+from .wrapping import unwrap_block, wrap_block
 
 # Key lengths in bits each algorithm allows for a generated symmetric key.
 _SYMMETRIC_LENGTHS: dict[int, frozenset[int]] = {
@@ -257,14 +266,22 @@ async def register(ctx: Context, payload: RegisterRequestPayload) -> RegisterRes
 
     # Algorithm and length describe a key; take them from its key block when the
     # client did not repeat them as attributes.
+    # A key wrapped under a key of the caller's scope is stored unwrapped, so that it
+    # can be used; one wrapped under a key this server does not hold is stored as sent.
     key_block = getattr(payload.object, "key_block", None)
     if isinstance(key_block, KeyBlock):
         attributes += _key_block_attributes(key_block, attributes)
+        if key_block.key_wrapping_data is not None and await _holds_wrapping_key(
+                ctx, key_block):
+            keyed: Any = payload.object
+            opened = replace(keyed, key_block=await unwrap_block(ctx, key_block))
+            payload = replace(payload, object=opened)
 
     certificate_value = getattr(payload.object, "certificate_value", None)
     if isinstance(certificate_value, bytes):
         attributes += certificate_attributes(certificate_value)
 
+    assert payload.object is not None
     material = to_item(payload.object, payload.object.TAG)
     now = ctx.now()
     attributes += server_attributes(material, now, generated=False, given=attributes)
@@ -277,6 +294,15 @@ async def register(ctx: Context, payload: RegisterRequestPayload) -> RegisterRes
         now=now,
     ))
     return RegisterResponsePayload(unique_identifier=uid)
+
+
+async def _holds_wrapping_key(ctx: Context, block: KeyBlock) -> bool:
+    information = block.key_wrapping_data.encryption_key_information \
+        if block.key_wrapping_data is not None else None
+    if information is None:
+        return False
+    await ctx.barrier()
+    return ctx.backend.store.get(ctx.scope, information.unique_identifier) is not None
 
 
 def _object_tag(object_type: int) -> int:
@@ -310,18 +336,19 @@ async def get(ctx: Context, payload: GetRequestPayload) -> GetResponsePayload:
     obj = await ctx.read(payload.unique_identifier)
     if obj.material is None:
         raise KmipError(ResultReason.OBJECT_DESTROYED, "the object was destroyed")
-    if payload.key_wrapping_specification is not None:
-        raise KmipError(ResultReason.FEATURE_NOT_SUPPORTED, "key wrapping is not supported yet")
-    # Sensitive and non-extractable material never leaves in the clear (KMIP 2.1
-    # sections 4.49 and 4.21); with no wrapping yet, it does not leave at all.
-    if _flag(obj, "Sensitive", False):
-        raise KmipError(ResultReason.SENSITIVE, "the object is Sensitive")
+    # Sensitive material leaves only wrapped, non-extractable material not at all
+    # (KMIP 2.1 sections 4.49 and 4.21).
+    wrapping = payload.key_wrapping_specification
+    if _flag(obj, "Sensitive", False) and wrapping is None:
+        raise KmipError(ResultReason.SENSITIVE, "the object is Sensitive: get it wrapped")
     if not _flag(obj, "Extractable", True):
         raise KmipError(ResultReason.NOT_EXTRACTABLE, "the object is not Extractable")
 
     item = decode_item(obj.material)
     if payload.key_format_type is not None:
         item = _in_format(obj, item, payload.key_format_type)
+    if wrapping is not None:
+        item = await _wrapped(ctx, obj, item, wrapping)
     if _flag(obj, "Fresh", False):
         await ctx.write(MarkServed(ctx.scope, obj.uid))
     return GetResponsePayload(
@@ -329,6 +356,17 @@ async def get(ctx: Context, payload: GetRequestPayload) -> GetResponsePayload:
         unique_identifier=obj.uid,
         object=from_item(_OBJECT_CLASSES[item.tag], item),
     )
+
+
+async def _wrapped(ctx: Context, obj: ManagedObject, item: Item,
+                   spec: KeyWrappingSpecification) -> Item:
+    """The object ``item`` with its key block wrapped as ``spec`` asks."""
+    value = from_item(_OBJECT_CLASSES[item.tag], item)
+    block = getattr(value, "key_block", None)
+    if not isinstance(block, KeyBlock):
+        raise KmipError(ResultReason.INVALID_OBJECT_TYPE, "only objects with a key block wrap")
+    wrapped = replace(value, key_block=await wrap_block(ctx, obj, block, spec))
+    return to_item(wrapped, item.tag)
 
 
 def _flag(obj: ManagedObject, name: str, default: bool) -> bool:
