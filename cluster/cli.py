@@ -132,15 +132,28 @@ def dev(node_count: int, directory: Path, base_port: int, start_timeout: float) 
               help="The client certificate to present.")
 @click.option("--key", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The client certificate's private key.")
+@click.option("--transport", type=click.Choice(["tls", "https"]), default="tls",
+              show_default=True,
+              help="tls: TTLV over mutual TLS; https: POST /kmip over mutual TLS.")
+@click.option("--encoding", type=click.Choice(["ttlv", "xml", "json"]), default="ttlv",
+              show_default=True, help="The body encoding with --transport https.")
 @click.argument("cases", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def conformance(server: str, ca: Path, cert: Path, key: Path, cases: tuple[Path, ...]) -> None:
+def conformance(server: str, ca: Path, cert: Path, key: Path, transport: str, encoding: str,
+                cases: tuple[Path, ...]) -> None:
     """Run OASIS KMIP test cases (XML files) against any KMIP server.
 
     Prints PASS or FAIL with the first difference per case, then 'N passed, N failed'.
     Exits 1 when any case failed.
     """
-    from keyquorum.kmip.conformance import TlsTransport, client_context, run_cases, summary
+    from keyquorum.kmip.conformance import (
+        HttpsTransport,
+        TlsTransport,
+        Transport,
+        client_context,
+        run_cases,
+        summary,
+    )
 
     host, _, port = server.rpartition(":")
     if not host or not port.isdigit():
@@ -150,8 +163,15 @@ def conformance(server: str, ca: Path, cert: Path, key: Path, cases: tuple[Path,
     except (OSError, ValueError) as error:
         raise BadInput(f"cannot load the TLS files: {error}") from error
 
-    results = run_cases(cases, lambda: TlsTransport(host.strip("[]"), int(port), context),
-                        lambda line: click.echo(line))
+    if encoding != "ttlv" and transport != "https":
+        raise BadInput(f"--encoding {encoding} needs --transport https")
+
+    def connect() -> Transport:
+        if transport == "https":
+            return HttpsTransport(host.strip("[]"), int(port), context, encoding)
+        return TlsTransport(host.strip("[]"), int(port), context)
+
+    results = run_cases(cases, connect, lambda line: click.echo(line))
     click.echo(summary(results))
     sys.exit(EXIT_OK if all(result.passed for result in results) else EXIT_FAILURE)
 

@@ -113,6 +113,9 @@ class KmipSettings:
     max_message_size: int = MAX_MESSAGE_SIZE
     # OpenSSL cipher list for TLS 1.2; see keyquorum.cluster.tls.DEFAULT_CIPHERS.
     ciphers: str = DEFAULT_CIPHERS
+    # host:port of KMIP over HTTPS (POST /kmip, kmip/https.py), with the same TLS and
+    # client certificates; absent (the default) serves no HTTPS. Port 0: one the OS picks.
+    https_listen: ListenAddress | None = None
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,8 @@ def _kmip_settings(table: _Table) -> KmipSettings:
             "max_message_size", MAX_MESSAGE_SIZE, minimum=4096, maximum=64 * 1024 * 1024
         ),
         ciphers=ciphers,
+        https_listen=(table.listen_address("https_listen", "")
+                      if table.has("https_listen") else None),
     )
 
 

@@ -164,6 +164,8 @@ class DevNode:
     # The address every listener binds; the chaos harness gives each node its own
     # in a network namespace (tests/chaos/netns_cluster.py).
     host: str = "127.0.0.1"
+    # KMIP over HTTPS (kmip/https.py); None for a folder made before it existed.
+    https_port: int | None = None
 
     @property
     def config_file(self) -> Path:
@@ -176,6 +178,10 @@ class DevNode:
     @property
     def kmip_address(self) -> str:
         return f"{self.host}:{self.kmip_port}"
+
+    @property
+    def kmip_https_url(self) -> str | None:
+        return None if self.https_port is None else f"https://{self.host}:{self.https_port}/kmip"
 
     @property
     def raft_address(self) -> str:
@@ -224,7 +230,7 @@ data_dir = {_toml_string(str(node.directory / "data"))}
 
 [kmip]
 listen = {_toml_string(node.kmip_address)}
-
+{_https_line(node)}
 [tls]
 ca_file = {_toml_string(str(layout.ca_file))}
 cert_file = {_toml_string(str(node.directory / "node.pem"))}
@@ -245,6 +251,12 @@ listen = "127.0.0.1:0"
 {seal_section(layout)}"""
 
 
+def _https_line(node: DevNode) -> str:
+    if node.https_port is None:
+        return ""
+    return f"https_listen = {_toml_string(f'{node.host}:{node.https_port}')}\n"
+
+
 def seal_section(layout: DevLayout) -> str:
     """Dev nodes unseal themselves from a key file, and say so in their log at start."""
     return f"""
@@ -257,11 +269,15 @@ key_file = {_toml_string(str(layout.root_key_file))}
 
 def cluster_info(nodes: Sequence[DevNode], pids: Sequence[int], admin_token: str) -> dict[str, Any]:
     """The content of cluster.json; outside scripts rely on exactly these keys."""
+    entries: list[dict[str, Any]] = []
+    for node, pid in zip(nodes, pids, strict=True):
+        entry: dict[str, Any] = {"id": node.id, "pid": pid, "kmip": node.kmip_address,
+                                 "api": node.api_url}
+        if node.kmip_https_url is not None:
+            entry["kmip_https"] = node.kmip_https_url
+        entries.append(entry)
     return {
-        "nodes": [
-            {"id": node.id, "pid": pid, "kmip": node.kmip_address, "api": node.api_url}
-            for node, pid in zip(nodes, pids, strict=True)
-        ],
+        "nodes": entries,
         "admin_token": admin_token,
     }
 
@@ -347,8 +363,9 @@ def _create_nodes(
 ) -> list[DevNode]:
     ports = _pick_ports(options.node_count, options.base_port)
     nodes = [
-        DevNode(node_id, layout.node_dir(node_id), kmip, raft, api)
-        for node_id, (kmip, raft, api) in zip(node_ids(options.node_count), ports, strict=True)
+        DevNode(node_id, layout.node_dir(node_id), kmip, raft, api, https_port=https)
+        for node_id, (kmip, raft, api, https) in zip(
+            node_ids(options.node_count), ports, strict=True)
     ]
     for node in nodes:
         node.directory.mkdir(parents=True, exist_ok=True)
@@ -386,6 +403,7 @@ def _reuse_nodes(layout: DevLayout, node_count: int, existing: list[str]) -> lis
                 config_text.write(seal_section(layout))
         config = load_config(layout.node_dir(node_id) / "node.toml")
         raft_port = int(config.raft.listen.rpartition(":")[2])
+        https = config.kmip.https_listen
         nodes.append(
             DevNode(
                 node_id,
@@ -393,12 +411,13 @@ def _reuse_nodes(layout: DevLayout, node_count: int, existing: list[str]) -> lis
                 config.kmip.listen.port,
                 raft_port,
                 config.api.listen.port,
+                https_port=None if https is None else https.port,
             )
         )
     return nodes
 
 
-def _pick_ports(count: int, base_port: int) -> list[tuple[int, int, int]]:
+def _pick_ports(count: int, base_port: int) -> list[tuple[int, int, int, int]]:
     taken: set[int] = set()
 
     def claim(preferred: int | None) -> int:
@@ -414,7 +433,8 @@ def _pick_ports(count: int, base_port: int) -> list[tuple[int, int, int]]:
 
     # KMIP ports first, so node 1 gets the well-known port when it is free.
     kmip_ports = [claim(base_port + index if base_port else None) for index in range(count)]
-    return [(kmip, claim(None), claim(None)) for kmip in kmip_ports]
+    # Then Raft, the API and KMIP over HTTPS, wherever the OS has room.
+    return [(kmip, claim(None), claim(None), claim(None)) for kmip in kmip_ports]
 
 
 def _port_is_free(port: int) -> bool:
@@ -437,6 +457,7 @@ def _check_ports_free(nodes: Sequence[DevNode], layout: DevLayout) -> None:
             ("KMIP", node.kmip_port),
             ("Raft", node.raft_port),
             ("API", node.api_port),
+            *([("KMIP HTTPS", node.https_port)] if node.https_port is not None else []),
         ):
             if not _port_is_free(port):
                 raise DevError(
@@ -551,6 +572,7 @@ def _print_how_to_connect(layout: DevLayout, nodes: Sequence[DevNode], leader: D
 keyquorum dev cluster is up: {len(nodes)} node(s), {leader.id} leads.
 
   KMIP         {", ".join(node.kmip_address for node in nodes)}
+  KMIP HTTPS   {", ".join(str(node.kmip_https_url) for node in nodes)}
   CA           {layout.ca_file}
   client cert  {layout.client_cert_file}
   client key   {layout.client_key_file}

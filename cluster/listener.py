@@ -34,10 +34,9 @@ import ssl
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
-
-from keyquorum.kmip.frontend import KmipFrontend
 
 from .admin_api import CA_KEY_CONTEXT
 from .config import NodeConfig
@@ -54,6 +53,12 @@ SERVER_KEY_TYPE = KeyType.RSA_2048
 SERVER_CERTIFICATE_TTL = timedelta(days=365)
 
 _TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+class TlsListener(Protocol):
+    """A listener whose handshakes use a context it can be handed afresh."""
+
+    def use_ssl_context(self, ssl_context: ssl.SSLContext) -> None: ...
 
 
 class ListenerTls:
@@ -126,8 +131,12 @@ class ListenerTls:
             context.load_cert_chain(cert_file, key_file)
         log.info("server_certificate_issued serial=%x names=%d", issued.serial, len(names))
 
-    async def watch(self, frontend: KmipFrontend) -> None:
-        """Rebuild the front end's context whenever the tenancy's TLS state changes."""
+    async def watch(self, *frontends: TlsListener) -> None:
+        """Rebuild the listeners' context whenever the tenancy's TLS state changes.
+
+        The binary KMIP port and KMIP over HTTPS share one context: the same server
+        certificate and the same trusted CAs.
+        """
         while True:
             await asyncio.sleep(WATCH_SECONDS)
             unsealed_since = self.built_sealed and not self._seal.sealed
@@ -141,7 +150,8 @@ class ListenerTls:
                 log.error("listener_tls_rebuild_failed error=%s", type(error).__name__)
                 self.generation = self._tenancy.tls_generation
                 continue
-            frontend.use_ssl_context(context)
+            for frontend in frontends:
+                frontend.use_ssl_context(context)
             log.info("listener_tls_updated generation=%d", self.generation)
 
 

@@ -16,6 +16,7 @@ import uuid
 from keyquorum.kmip.audit import KmipAudit
 from keyquorum.kmip.errors import KmipError
 from keyquorum.kmip.frontend import FrontendConfig, KmipFrontend
+from keyquorum.kmip.https import HttpsConfig, KmipHttpsFrontend
 from keyquorum.kmip.limits import Limits
 from keyquorum.kmip.service import KmipService
 from keyquorum.kmip.tables import ResultReason
@@ -30,6 +31,7 @@ from .config import NodeConfig
 from .consul import replication_role_tag, start_registration
 from .kmip_access import KmipAccess
 from .listener import ListenerTls
+from .listener_addresses import ListenerAddresses
 from .log_format import configure_logging
 from .metrics import KmipMetrics, NodeCollector, NodeParts, metrics_router, new_registry
 from .raft import (
@@ -192,6 +194,7 @@ async def _serve(config: NodeConfig) -> int:
     service = KmipService(kmip_backend, limits, grant_of=access.grant, audit=KmipAudit(audit),
                           observe=KmipMetrics(registry).observe)
     listener_tls = ListenerTls(config, state.tenancy, seal)
+    kmip_context = listener_tls.build()
     frontend = KmipFrontend(
         FrontendConfig(
             host=config.kmip.listen.host,
@@ -200,11 +203,19 @@ async def _serve(config: NodeConfig) -> int:
             max_connections=config.kmip.max_connections,
             limits=limits,
         ),
-        listener_tls.build(),
+        kmip_context,
         service,
         revoked=state.tenancy.is_revoked,
         known=access.known,
     )
+    # KMIP over HTTPS, when configured: the same context, service and admission checks.
+    https = None
+    if config.kmip.https_listen is not None:
+        https = KmipHttpsFrontend(
+            HttpsConfig(host=config.kmip.https_listen.host, port=config.kmip.https_listen.port,
+                        idle_timeout=config.kmip.idle_timeout_seconds,
+                        max_connections=config.kmip.max_connections, limits=limits),
+            kmip_context, service, revoked=state.tenancy.is_revoked, known=access.known)
     app = create_api(lambda: health(config, replicated, seal))
     admin = AdminBackend(config, replicated, state, seal)
     install_admin_api(app, admin)
@@ -222,6 +233,8 @@ async def _serve(config: NodeConfig) -> int:
     try:
         await replication.start()
         await frontend.start()
+        if https is not None:
+            await https.start()
         api = await serve_api(
             app,
             config.api.listen.host,
@@ -242,8 +255,12 @@ async def _serve(config: NodeConfig) -> int:
              config.raft.listen)
 
     # Replicated listener settings apply without a restart.
-    tls_watcher = asyncio.create_task(listener_tls.watch(frontend), name="keyquorum-tls")
+    listeners = (frontend,) if https is None else (frontend, https)
+    tls_watcher = asyncio.create_task(listener_tls.watch(*listeners), name="keyquorum-tls")
     unsealer = asyncio.create_task(keep_unsealed(seal, admin), name="keyquorum-unseal")
+    # ... and so do its addresses: the KMIP listener moves without dropping a connection.
+    mover = asyncio.create_task(ListenerAddresses(config, state.tenancy).watch(frontend),
+                                name="keyquorum-listen")
 
     # Serve until told to stop, then stop in reverse order.
     stopping = asyncio.Event()
@@ -256,10 +273,13 @@ async def _serve(config: NodeConfig) -> int:
 
     log.info("node_stopping id=%s", config.node.id)
     tls_watcher.cancel()
+    mover.cancel()
     unsealer.cancel()
     if registration is not None:
         await asyncio.to_thread(registration.stop)
     await frontend.stop()
+    if https is not None:
+        await https.stop()
     await replication.stop()
     await api.stop()
     replicated.close()

@@ -32,6 +32,7 @@ Everything else, including the order of items, must be exactly as the file says.
 
 from __future__ import annotations
 
+import http.client
 import socket
 import ssl
 import time
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import KmipError
+from .json import item_from_json, item_to_json
 from .tables import (
     BlockCipherMode,
     CryptographicAlgorithm,
@@ -52,7 +54,13 @@ from .tables import (
 )
 from .text_values import format_enumeration, tag_name, type_name, typing_tag
 from .ttlv import NEED_DATA, FrameReader, Item, ItemType, decode_item, encode_item
-from .xml import TEST_CASE_LIMITS, item_from_test_element, test_case_elements
+from .xml import (
+    TEST_CASE_LIMITS,
+    item_from_test_element,
+    item_from_xml,
+    item_to_xml,
+    test_case_elements,
+)
 
 # Values that come from randomness: they differ between any two runs of a case once
 # the server generated a key, or drew an IV, a nonce or a signature's salt.
@@ -133,6 +141,62 @@ class TlsTransport:
 
     def close(self) -> None:
         self._socket.close()
+
+
+# The Content-Type each encoding is posted with (KMIP over HTTPS, kmip/https.py).
+HTTPS_CONTENT_TYPES = {
+    "ttlv": "application/octet-stream",
+    "xml": "text/xml",
+    "json": "application/json",
+}
+
+
+class HttpsTransport:
+    """KMIP over HTTPS: each request POSTed to /kmip in TTLV, XML or JSON.
+
+    The runner speaks TTLV; this transport re-encodes each request in the chosen
+    encoding and the answer back to TTLV, so that one comparison serves all three.
+    One keep-alive connection carries a whole case, as a KMIP client would use it.
+    """
+
+    def __init__(self, host: str, port: int, context: ssl.SSLContext, encoding: str,
+                 path: str = "/kmip") -> None:
+        if encoding not in HTTPS_CONTENT_TYPES:
+            raise ValueError(f"unknown encoding {encoding!r}: use ttlv, xml or json")
+        self._encoding = encoding
+        self._path = path
+        self._connection = http.client.HTTPSConnection(
+            host, port, context=context, timeout=EXCHANGE_TIMEOUT_SECONDS)
+
+    def exchange(self, request: bytes) -> bytes:
+        body = self._encode(request)
+        content_type = HTTPS_CONTENT_TYPES[self._encoding]
+        self._connection.request("POST", self._path, body=body,
+                                 headers={"Content-Type": content_type})
+        response = self._connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            text = answer.decode("utf-8", "replace").strip()
+            raise ConnectionError(f"HTTP {response.status}: {text[:200]}")
+        return self._decode(answer)
+
+    def _encode(self, request: bytes) -> bytes:
+        if self._encoding == "ttlv":
+            return request
+        item = decode_item(request, TEST_CASE_LIMITS)
+        if self._encoding == "xml":
+            return item_to_xml(item).encode("utf-8")
+        return item_to_json(item).encode("utf-8")
+
+    def _decode(self, answer: bytes) -> bytes:
+        if self._encoding == "ttlv":
+            return answer
+        if self._encoding == "xml":
+            return encode_item(item_from_xml(answer, TEST_CASE_LIMITS))
+        return encode_item(item_from_json(answer, TEST_CASE_LIMITS))
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
@@ -482,6 +546,7 @@ def summary(results: list[CaseResult]) -> str:
 __all__ = [
     "RANDOM_TAGS",
     "CaseResult",
+    "HttpsTransport",
     "TlsTransport",
     "Transport",
     "Wildcard",
