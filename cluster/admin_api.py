@@ -78,8 +78,10 @@ from .tenancy import (
     TokenAccessor,
     TokenKind,
     WriteRole,
+    check_listener,
     check_name,
     check_role_settings,
+    listen_addresses,
     role_flags,
 )
 from .tls import check_ciphers
@@ -250,6 +252,9 @@ class ClusterCaBody(_Body):
 
 
 class ConfigBody(_Body):
+    # host:port texts every node listens on, and per node id; empty: node.toml's.
+    listen_addrs: list[str] = Field(default_factory=list, max_length=16)
+    node_listen_addrs: dict[str, list[str]] = Field(default_factory=dict, max_length=64)
     server_hostnames: list[str] = Field(default_factory=list, max_length=64)
     server_ips: list[str] = Field(default_factory=list, max_length=64)
     tls_min_version: Literal["1.2", "1.3"] = "1.2"
@@ -545,20 +550,31 @@ def admin_router(backend: AdminBackend) -> APIRouter:
         who.may(write=False, scope=None)
         await backend.barrier()
         settings = tenancy.listener()
-        # The listen address is each node's own (node.toml) and shown, not set, here:
-        # rebinding a socket at run time is not supported; the SAN names, TLS
-        # version and ciphers are cluster-wide and apply without a restart.
+        # Every setting applies on every node without a restart; where this node
+        # listens is shown too (node.toml's address while no listen setting names it).
+        node_id = str(backend.config.node.id)
+        here = listen_addresses(settings, node_id)
         return {
-            "listen_addrs": [str(backend.config.kmip.listen)],
+            "listen_addrs": list(settings.listen_addrs),
+            "node_listen_addrs": {node: list(texts) for node, texts in
+                                  settings.node_listen_addrs},
+            "node_id": node_id,
+            "node_listens_on": ([f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in here]
+                                if here else [str(backend.config.kmip.listen)]),
             "server_hostnames": list(settings.server_hostnames),
             "server_ips": list(settings.server_ips),
             "tls_min_version": settings.tls_min_version,
             "tls_cipher_suites": settings.tls_cipher_suites or backend.config.kmip.ciphers,
+            # True while each node uses its configured cipher list.
+            "tls_cipher_suites_default": settings.tls_cipher_suites is None,
         }
 
     @router.post("/kmip/config", tags=["config"])
     async def write_config(body: ConfigBody, who: Auth) -> dict[str, Any]:
-        """Change the KMIP listener on every node; no restart needed."""
+        """Change the KMIP listener on every node, addresses included; no restart needed.
+
+        The whole configuration is replaced: a field left out returns to its default.
+        """
         who.may(write=True, scope=None)
         if body.tls_cipher_suites is not None:
             try:
@@ -575,8 +591,15 @@ def admin_router(backend: AdminBackend) -> APIRouter:
                 ipaddress.ip_address(address)
             except ValueError:
                 raise ApiError(400, f"server_ips: {address!r} is not an IP address") from None
-        settings = ListenerSettings(tuple(body.server_hostnames), tuple(body.server_ips),
-                                    body.tls_min_version, body.tls_cipher_suites)
+        settings = ListenerSettings(
+            server_hostnames=tuple(body.server_hostnames), server_ips=tuple(body.server_ips),
+            tls_min_version=body.tls_min_version, tls_cipher_suites=body.tls_cipher_suites,
+            listen_addrs=tuple(body.listen_addrs),
+            node_listen_addrs=tuple(sorted((node, tuple(texts))
+                                           for node, texts in body.node_listen_addrs.items())))
+        problem = check_listener(settings)
+        if problem:
+            raise ApiError(400, problem)
         await backend.write(SetListener(settings))
         log.info("listener_settings_changed by=%s", who.accessor)
         return await read_config(who)

@@ -205,6 +205,13 @@ class ListenerSettings:
     tls_min_version: str = "1.2"
     # An OpenSSL cipher list for TLS 1.2; None keeps the node's configured list.
     tls_cipher_suites: str | None = None
+    # Where the nodes listen for KMIP, as "host:port" texts: every node binds
+    # listen_addrs, except a node named in node_listen_addrs, which binds its own
+    # entry there (nodes on different hosts rarely share an IP address). Empty: each
+    # node keeps its node.toml kmip.listen. A change moves the listener at once
+    # (cluster/listener_addresses.py); a node that cannot bind the new ones keeps the old.
+    listen_addrs: tuple[str, ...] = ()
+    node_listen_addrs: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 # Commands. Every value drawn at random or from the clock is in the command.
@@ -368,7 +375,43 @@ def check_rule(rule: MappingRule) -> str | None:
 def check_listener(settings: ListenerSettings) -> str | None:
     if settings.tls_min_version not in TLS_VERSIONS:
         return f"tls_min_version must be one of {', '.join(TLS_VERSIONS)}"
+    groups = [("listen_addrs", settings.listen_addrs)] + [
+        (f"node_listen_addrs.{node}", texts) for node, texts in settings.node_listen_addrs]
+    for node, _ in settings.node_listen_addrs:
+        problem = check_name("node", node)
+        if problem:
+            return f"node_listen_addrs: {problem}"
+    for where, texts in groups:
+        if where != "listen_addrs" and not texts:
+            return f"{where}: give at least one host:port, or leave the node out"
+        for text in texts:
+            try:
+                parse_listen_addr(text)
+            except ValueError as error:
+                return f"{where}: {error}"
     return None
+
+
+def parse_listen_addr(text: str) -> tuple[str, int]:
+    """("host", port) from "host:port" or "[v6]:port"; ValueError saying what is wrong."""
+    host, colon, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{text!r} is not host:port with a port from 1 to 65535 "
+                         "(such as 0.0.0.0:5696, or [::]:5696 for IPv6)")
+    if any(c.isspace() for c in host) or (":" in host and not text.startswith("[")):
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, as [::1]:5696")
+    return host, int(port_text)
+
+
+def listen_addresses(settings: ListenerSettings, node_id: str) -> list[tuple[str, int]] | None:
+    """Where ``node_id`` is to listen by the replicated settings; None: its node.toml."""
+    own = dict(settings.node_listen_addrs).get(node_id)
+    texts = own or settings.listen_addrs
+    if not texts:
+        return None
+    return [parse_listen_addr(text) for text in texts]
 
 
 class TenancyState:

@@ -606,6 +606,76 @@ def test_listener_settings_apply_without_a_restart(
                  f"{node_id} to offer TLS 1.2 again")
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def tls_to(cluster: Cluster, port: int, credential: Credential) -> ssl.SSLSocket:
+    """A TLS connection with ``credential`` to 127.0.0.1:``port``; OSError if refused."""
+    context = ssl.create_default_context(cafile=str(cluster.ca))
+    context.load_cert_chain(str(credential.cert), str(credential.key))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def discovers(tls: ssl.SSLSocket) -> bool:
+    """Whether Discover Versions on ``tls`` is answered successfully."""
+    tls.sendall(encode_message(request(
+        (Operation.DISCOVER_VERSIONS, DiscoverVersionsRequestPayload()))))
+    data = b""
+    while len(data) < 8 or len(data) < 8 + int.from_bytes(data[4:8], "big"):
+        chunk = tls.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+    response = decode_message(data)
+    assert isinstance(response, ResponseMessage)
+    return response.batch_items[0].result_status == ResultStatus.SUCCESS
+
+
+def serves_on(cluster: Cluster, port: int, credential: Credential) -> bool:
+    try:
+        with tls_to(cluster, port, credential) as tls:
+            return discovers(tls)
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def test_the_listener_moves_to_new_addresses_on_every_node_without_a_restart(
+    cluster: Cluster, admin: httpx.Client, files: Path
+) -> None:
+    _, credential = tenant(admin, files, {"operation_discover_versions": True})
+    old = {node_id: node.kmip_port for node_id, node in cluster.nodes.items()}
+    new = {node_id: free_port() for node_id in cluster.nodes}
+    # A connection made before the move, which must be allowed to finish after it.
+    before = tls_to(cluster, old["node-3"], credential)
+
+    try:
+        view = ok(admin.post("/v1/kmip/config", json={"node_listen_addrs": {
+            node_id: [f"127.0.0.1:{port}"] for node_id, port in new.items()}}))
+        assert view["node_listens_on"] == [f"127.0.0.1:{new['node-1']}"]
+
+        # Every node serves on its new port and refuses on its old one.
+        for node_id in cluster.nodes:
+            wait_for(lambda node_id=node_id: serves_on(cluster, new[node_id], credential), 5,
+                     f"{node_id} to serve KMIP on its new port")
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", old[node_id]), timeout=5).close()
+        assert discovers(before)
+        before.close()
+    finally:
+        # Without a listen setting, each node goes back to its node.toml address.
+        ok(admin.post("/v1/kmip/config", json={}))
+    for node_id in cluster.nodes:
+        wait_for(lambda node_id=node_id: serves_on(cluster, old[node_id], credential), 5,
+                 f"{node_id} to serve on its configured port again")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", new[node_id]), timeout=5).close()
+
+
 # Bad input: every endpoint answers 4xx with a message that says what to fix.
 
 

@@ -43,6 +43,7 @@ from keyquorum.cluster.tenancy import (
     TokenKind,
     WriteRole,
     check_role_settings,
+    listen_addresses,
 )
 from keyquorum.kmip.objects import UniqueIdentifier
 from keyquorum.kmip.tables import ObjectType, ResultReason
@@ -186,6 +187,23 @@ def test_listener_settings_are_checked(state: TenancyState) -> None:
     settings = ListenerSettings(server_hostnames=("kms.example",), tls_min_version="1.3")
     assert state.apply(SetListener(settings)) == Done()
     assert state.listener() == settings
+
+
+def test_listen_addresses_are_checked_and_a_nodes_own_entry_wins(state: TenancyState) -> None:
+    for bad, words in ((("5696",), "host:port"), (("h:0",), "1 to 65535"),
+                       (("::1:5696",), "brackets"), (("a b:1",), "brackets")):
+        message = refused(state.apply(SetListener(ListenerSettings(listen_addrs=bad))),
+                          Problem.INVALID)
+        assert "listen_addrs" in message and words in message, message
+    empty = ListenerSettings(node_listen_addrs=(("node-1", ()),))
+    assert "at least one" in refused(state.apply(SetListener(empty)), Problem.INVALID)
+
+    settings = ListenerSettings(listen_addrs=("0.0.0.0:5697",),
+                                node_listen_addrs=(("node-2", ("[::1]:5698", "10.0.0.2:5696")),))
+    assert state.apply(SetListener(settings)) == Done()
+    assert listen_addresses(state.listener(), "node-1") == [("0.0.0.0", 5697)]
+    assert listen_addresses(state.listener(), "node-2") == [("::1", 5698), ("10.0.0.2", 5696)]
+    assert listen_addresses(ListenerSettings(), "node-1") is None
 
 
 def test_unknown_commands_are_refused_not_raised() -> None:
