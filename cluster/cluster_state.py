@@ -25,7 +25,15 @@ from keyquorum.kmip.tables import ResultReason
 
 from .audit_state import AUDIT_COMMANDS, AuditState
 from .barrier import BARRIER_COMMANDS, BarrierState, RestoreState
-from .state import CreateObject, CreateObjects, KeyStore, Outcome, Rejected, ScopeName
+from .state import (
+    CreateFromSources,
+    CreateObject,
+    CreateObjects,
+    KeyStore,
+    Outcome,
+    Rejected,
+    ScopeName,
+)
 from .tenancy import (
     TENANCY_COMMANDS,
     DeleteScope,
@@ -80,7 +88,7 @@ class ClusterState:
         """
         if isinstance(command, CreateObject):
             creates: tuple[CreateObject, ...] = (command,)
-        elif isinstance(command, CreateObjects):
+        elif isinstance(command, CreateObjects | CreateFromSources):
             creates = command.objects
         else:
             return None

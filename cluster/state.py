@@ -98,6 +98,24 @@ class CreateObjects:
 
 
 @dataclass(frozen=True)
+class CreateFromSources:
+    """New objects made from existing ones, committed together with the links back.
+
+    Re-key, Re-key Key Pair, Derive Key, Certify and Re-certify create objects that
+    name where they came from. ``links`` are (source, Link value) to add to a source;
+    ``names_moved`` are (old, new): the old object's Names move to the new one at
+    apply time (KMIP 1.4 section 4.4: the replacement takes over the name). Every
+    source must exist and hold its material, or nothing happens.
+    """
+
+    scope: ScopeName
+    objects: tuple[CreateObject, ...]
+    links: tuple[tuple[UniqueIdentifier, Item], ...]
+    names_moved: tuple[tuple[UniqueIdentifier, UniqueIdentifier], ...]
+    now: int
+
+
+@dataclass(frozen=True)
 class AddAttribute:
     scope: ScopeName
     uid: UniqueIdentifier
@@ -188,6 +206,7 @@ class NoOp:
 Command = (
     CreateObject
     | CreateObjects
+    | CreateFromSources
     | AddAttribute
     | ModifyAttribute
     | DeleteAttribute
@@ -314,6 +333,8 @@ class KeyStore:
                 return self._create(command)
             if isinstance(command, CreateObjects):
                 return self._create_all(command)
+            if isinstance(command, CreateFromSources):
+                return self._create_from(command)
             if isinstance(command, NoOp):
                 return Applied()
             if isinstance(command, RestoreObjects):
@@ -372,6 +393,43 @@ class KeyStore:
             return Rejected(ResultReason.OBJECT_ALREADY_EXISTS, "identifier already in use")
         for create in command.objects:
             self._create(create)
+        return Applied(command.objects[0].uid)
+
+    def _create_from(self, command: CreateFromSources) -> Outcome:
+        # Check the new identifiers and every source before changing anything.
+        keys = [(command.scope, c.uid) for c in command.objects]
+        if not keys or len(set(keys)) != len(keys) or any(k in self._objects for k in keys):
+            return Rejected(ResultReason.OBJECT_ALREADY_EXISTS, "identifier already in use")
+        sources = [uid for uid, _ in command.links] + [old for old, _ in command.names_moved]
+        for uid in sources:
+            source = self._objects.get((command.scope, uid))
+            if source is None:
+                return Rejected(ResultReason.OBJECT_NOT_FOUND, "no object with that identifier")
+            if source.material is None:
+                return Rejected(ResultReason.WRONG_KEY_LIFECYCLE_STATE,
+                                "the object it is made from was destroyed")
+
+        # Then the new objects, with the names they take over.
+        created = {c.uid: c for c in command.objects}
+        for old, new in command.names_moved:
+            names = self._objects[(command.scope, old)].values("Name")
+            taken = tuple(StoredAttribute("Name", value) for value in names)
+            created[new] = replace(created[new], attributes=created[new].attributes + taken)
+        for create in created.values():
+            self._create(create)
+
+        # Last the sources: their links added, their names given away.
+        changed: dict[UniqueIdentifier, ManagedObject] = {}
+        for uid, link in command.links:
+            source = changed.get(uid) or self._objects[(command.scope, uid)]
+            changed[uid] = replace(source,
+                                   attributes=source.attributes + (StoredAttribute("Link", link),))
+        for old, _ in command.names_moved:
+            source = changed.get(old) or self._objects[(command.scope, old)]
+            kept = tuple(a for a in source.attributes if a.name != "Name")
+            changed[old] = replace(source, attributes=kept)
+        for uid, source in changed.items():
+            self._objects[(command.scope, uid)] = _touched(source, command.now)
         return Applied(command.objects[0].uid)
 
     def _create(self, command: CreateObject) -> Outcome:

@@ -33,6 +33,7 @@ from .crypto_ops import (
 )
 from .keypair_ops import create_key_pair
 from .object_ops import activate, create, destroy, get, locate, register, revoke
+from .rekey_ops import rekey, rekey_key_pair
 from .server_ops import SUPPORTED_VERSIONS, discover_versions, query
 from .session_ops import cancel, check, interop, log_message, poll
 
@@ -68,6 +69,8 @@ HANDLERS: dict[Operation, Handler] = {
     Operation.INTEROP: interop,
     Operation.LOG: log_message,
     Operation.CREATE_KEY_PAIR: create_key_pair,
+    Operation.RE_KEY: rekey,
+    Operation.RE_KEY_KEY_PAIR: rekey_key_pair,
 }
 
 # Operations that change state: the ones an Undo batch would have to roll back.
@@ -81,6 +84,8 @@ WRITES = frozenset({
     Operation.ACTIVATE,
     Operation.REVOKE,
     Operation.DESTROY,
+    Operation.RE_KEY,
+    Operation.RE_KEY_KEY_PAIR,
 })
 
 __all__ = ["HANDLERS", "SUPPORTED_VERSIONS", "WRITES", "Backend", "Context", "Handler", "undo"]

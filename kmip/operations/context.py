@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from keyquorum.cluster.state import (
     Applied,
     Command,
+    CreateFromSources,
     CreateObject,
     CreateObjects,
     KeyStore,
@@ -126,6 +127,9 @@ class Context:
             return self._sealed_object(command)
         if isinstance(command, CreateObjects):
             return CreateObjects(tuple(self._sealed_object(each) for each in command.objects))
+        if isinstance(command, CreateFromSources):
+            return replace(command, objects=tuple(self._sealed_object(each)
+                                                  for each in command.objects))
         return command
 
     def _sealed_object(self, command: CreateObject) -> CreateObject:

@@ -9,6 +9,7 @@ SubjectPublicKeyInfo (public), the formats the OASIS test cases read them back i
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
@@ -45,7 +46,7 @@ _CURVES: dict[int, tuple[ec.EllipticCurve, int]] = {
 _CURVE_BY_LENGTH = {length: curve for curve, (_, length) in _CURVES.items()}
 
 
-def _attributes(template: TemplateAttribute | None, v2: object) -> list[Attribute]:
+def requested_attributes(template: TemplateAttribute | None, v2: object) -> list[Attribute]:
     if template is not None:
         if template.names:
             raise KmipError(ResultReason.FEATURE_NOT_SUPPORTED,
@@ -65,10 +66,10 @@ def _value(attributes: list[StoredAttribute], name: str) -> Any:
 async def create_key_pair(
     ctx: Context, payload: CreateKeyPairRequestPayload
 ) -> CreateKeyPairResponsePayload:
-    common = _attributes(payload.common_template_attribute, payload.common_attributes)
-    private_only = _attributes(payload.private_key_template_attribute,
+    common = requested_attributes(payload.common_template_attribute, payload.common_attributes)
+    private_only = requested_attributes(payload.private_key_template_attribute,
                                payload.private_key_attributes)
-    public_only = _attributes(payload.public_key_template_attribute,
+    public_only = requested_attributes(payload.public_key_template_attribute,
                               payload.public_key_attributes)
     private_attributes = checked_attributes(common + private_only)
     public_attributes = checked_attributes(common + public_only)
@@ -82,35 +83,9 @@ async def create_key_pair(
                         "Create Key Pair needs a Cryptographic Algorithm")
 
     # Then the pair, in the formats it is stored in.
-    if algorithm == CryptographicAlgorithm.RSA:
-        if length not in RSA_LENGTHS:
-            raise KmipError(ResultReason.INVALID_FIELD,
-                            f"RSA keys are {sorted(RSA_LENGTHS)} bits, not {length}")
-        key = rsa.generate_private_key(public_exponent=65537, key_size=int(length))
-        private_der = key.private_bytes(serialization.Encoding.DER,
-                                        serialization.PrivateFormat.TraditionalOpenSSL,
-                                        serialization.NoEncryption())
-        public_der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                                   serialization.PublicFormat.PKCS1)
-        private_format = public_format = KeyFormatType.PKCS_1
-    elif algorithm in (CryptographicAlgorithm.EC, CryptographicAlgorithm.ECDSA,
-                       CryptographicAlgorithm.ECDH):
-        if curve is None:
-            curve = _CURVE_BY_LENGTH.get(length)
-        if curve not in _CURVES:
-            raise KmipError(ResultReason.INVALID_FIELD,
-                            "EC keys need Recommended Curve P-256, P-384 or P-521")
-        ec_curve, length = _CURVES[curve]
-        ec_key = ec.generate_private_key(ec_curve)
-        private_der = ec_key.private_bytes(serialization.Encoding.DER,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption())
-        public_der = ec_key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        private_format, public_format = KeyFormatType.PKCS_8, KeyFormatType.X_509
-    else:
-        raise KmipError(ResultReason.INVALID_FIELD,
-                        f"cannot generate a key pair for algorithm {algorithm}")
+    pair = generate_pair(int(algorithm), length, curve)
+    private_der, public_der = pair.private_der, pair.public_der
+    private_format, public_format, length = pair.private_format, pair.public_format, pair.length
 
     # Last both objects, linked to each other, in one command.
     now = ctx.now()
@@ -130,7 +105,7 @@ async def create_key_pair(
             cryptographic_length=int(length),
         ))
         material = to_item(obj, cls.TAG)
-        stored = _with_defaults(attributes, int(algorithm), int(length))
+        stored = with_algorithm(attributes, int(algorithm), int(length))
         stored.append(StoredAttribute("Link", Item(Tag.ATTRIBUTE_VALUE, ItemType.STRUCTURE, [
             Item(Tag.LINK_TYPE, ItemType.ENUMERATION, int(link)),
             Item(Tag.LINKED_OBJECT_IDENTIFIER, ItemType.TEXT_STRING, other),
@@ -145,7 +120,7 @@ async def create_key_pair(
                                         public_key_unique_identifier=public_uid)
 
 
-def _with_defaults(attributes: list[StoredAttribute], algorithm: int, length: int
+def with_algorithm(attributes: list[StoredAttribute], algorithm: int, length: int
                    ) -> list[StoredAttribute]:
     """The attributes with the algorithm and length the pair really has, once each."""
     kept = [a for a in attributes
@@ -157,3 +132,46 @@ def _with_defaults(attributes: list[StoredAttribute], algorithm: int, length: in
                         Item(Tag.ATTRIBUTE_VALUE, ItemType.INTEGER, length)),
         *kept,
     ]
+
+
+@dataclass(frozen=True)
+class GeneratedPair:
+    private_der: bytes
+    public_der: bytes
+    private_format: KeyFormatType
+    public_format: KeyFormatType
+    length: int
+
+
+def generate_pair(algorithm: int, length: Any, curve: Any) -> GeneratedPair:
+    """A fresh RSA or EC key pair (Create Key Pair and Re-key Key Pair)."""
+    if algorithm == CryptographicAlgorithm.RSA:
+        if length not in RSA_LENGTHS:
+            raise KmipError(ResultReason.INVALID_FIELD,
+                            f"RSA keys are {sorted(RSA_LENGTHS)} bits, not {length}")
+        key = rsa.generate_private_key(public_exponent=65537, key_size=int(length))
+        private_der = key.private_bytes(serialization.Encoding.DER,
+                                        serialization.PrivateFormat.TraditionalOpenSSL,
+                                        serialization.NoEncryption())
+        public_der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                                   serialization.PublicFormat.PKCS1)
+        return GeneratedPair(private_der, public_der, KeyFormatType.PKCS_1,
+                             KeyFormatType.PKCS_1, int(length))
+    if algorithm in (CryptographicAlgorithm.EC, CryptographicAlgorithm.ECDSA,
+                     CryptographicAlgorithm.ECDH):
+        if curve is None:
+            curve = _CURVE_BY_LENGTH.get(length)
+        if curve not in _CURVES:
+            raise KmipError(ResultReason.INVALID_FIELD,
+                            "EC keys need Recommended Curve P-256, P-384 or P-521")
+        ec_curve, bits = _CURVES[curve]
+        ec_key = ec.generate_private_key(ec_curve)
+        private_der = ec_key.private_bytes(serialization.Encoding.DER,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption())
+        public_der = ec_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return GeneratedPair(private_der, public_der, KeyFormatType.PKCS_8,
+                             KeyFormatType.X_509, bits)
+    raise KmipError(ResultReason.INVALID_FIELD,
+                    f"cannot generate a key pair for algorithm {algorithm}")

@@ -42,11 +42,17 @@ from keyquorum.kmip.objects import (
 )
 from keyquorum.kmip.payloads import (
     ActivateRequestPayload,
+    AddAttributeRequestPayload,
     CreateKeyPairRequestPayload,
     CreateRequestPayload,
+    DestroyRequestPayload,
+    GetAttributesRequestPayload,
     GetRequestPayload,
+    LocateRequestPayload,
     ProtocolVersion,
     RegisterRequestPayload,
+    ReKeyKeyPairRequestPayload,
+    ReKeyRequestPayload,
 )
 from keyquorum.kmip.service import KmipService
 from keyquorum.kmip.tables import (
@@ -55,10 +61,12 @@ from keyquorum.kmip.tables import (
     CryptographicUsageMask,
     EncodingOption,
     KeyFormatType,
+    LinkType,
     ObjectType,
     Operation,
     ResultReason,
     ResultStatus,
+    State,
     Tag,
     WrappingMethod,
 )
@@ -113,8 +121,9 @@ def one(service: KmipService, operation: Operation, payload: object,
     return answer.payload
 
 
-def refused(service: KmipService, operation: Operation, payload: object) -> ResponseBatchItem:
-    answer = send(service, (operation, payload))[0]
+def refused(service: KmipService, operation: Operation, payload: object,
+            version: tuple[int, int] = (1, 4)) -> ResponseBatchItem:
+    answer = send(service, (operation, payload), version=version)[0]
     assert answer.result_status == ResultStatus.OPERATION_FAILED
     return answer
 
@@ -290,3 +299,114 @@ def test_the_oasis_wrapping_cases_pass(service: KmipService, case: str) -> None:
 
     result = run_case(CONFORMANCE / case, InProcess, RunMemory())
     assert result.passed, result.difference
+
+
+# Re-key and Re-key Key Pair.
+
+
+def attributes_of(service: KmipService, uid: str) -> dict[str, list[Any]]:
+    answer = one(service, Operation.GET_ATTRIBUTES, GetAttributesRequestPayload(
+        unique_identifier=uid))
+    found: dict[str, list[Any]] = {}
+    for attribute in answer.attribute_list:
+        found.setdefault(attribute.name, []).append(attribute.value.value)
+    return found
+
+
+def links(service: KmipService, uid: str) -> dict[int, str]:
+    return {fields[0].value: fields[1].value for fields in attributes_of(service, uid)["Link"]}
+
+
+def name(value: str) -> Attribute:
+    return attr("Name", ItemType.STRUCTURE, [Item(Tag.NAME_VALUE, ItemType.TEXT_STRING, value),
+                                             Item(Tag.NAME_TYPE, ItemType.ENUMERATION, 1)])
+
+
+def test_rekey_replaces_the_key_and_hands_over_its_name(service: KmipService) -> None:
+    old = aes_key(service, CIPHER, name("payroll"))
+
+    new = one(service, Operation.RE_KEY, ReKeyRequestPayload(unique_identifier=old)
+              ).unique_identifier
+
+    assert new != old and raw_key(service, new) != raw_key(service, old)
+    assert len(raw_key(service, new)) == 32
+    before, after = attributes_of(service, old), attributes_of(service, new)
+    assert after["Cryptographic Usage Mask"] == [CIPHER]
+    assert after["Activation Date"] == before["Activation Date"]  # no Offset: dates kept
+    assert after["State"] == [State.ACTIVE]
+    assert "Name" not in before and after["Name"][0][0].value == "payroll"
+    assert links(service, old) == {LinkType.REPLACEMENT_OBJECT_LINK: new}
+    assert links(service, new) == {LinkType.REPLACED_OBJECT_LINK: old}
+    located = one(service, Operation.LOCATE, LocateRequestPayload(attribute_list=(
+        name("payroll"),))).unique_identifiers
+    assert located == (new,)
+
+
+def test_rekey_with_an_offset_moves_the_dates_with_the_activation(service: KmipService) -> None:
+    old = aes_key(service, CIPHER)
+    activated = attributes_of(service, old)["Activation Date"][0]
+    stop = activated + 1000
+    one(service, Operation.ADD_ATTRIBUTE, AddAttributeRequestPayload(
+        unique_identifier=old, attribute=attr("Protect Stop Date", ItemType.DATE_TIME, stop)))
+
+    new = one(service, Operation.RE_KEY, ReKeyRequestPayload(unique_identifier=old,
+                                                            offset=3600)).unique_identifier
+
+    after = attributes_of(service, new)
+    initial = after["Initial Date"][0]
+    assert after["Activation Date"] == [initial + 3600]
+    assert after["Protect Stop Date"] == [initial + 3600 + 1000]
+    assert after["State"] == [State.PRE_ACTIVE]
+
+
+def test_rekey_refuses_a_destroyed_key_and_a_key_pair(service: KmipService) -> None:
+    key = one(service, Operation.CREATE, CreateRequestPayload(
+        object_type=ObjectType.SYMMETRIC_KEY, template_attribute=template(
+            attr("Cryptographic Algorithm", ItemType.ENUMERATION, CryptographicAlgorithm.AES),
+            attr("Cryptographic Length", ItemType.INTEGER, 128)))).unique_identifier
+    one(service, Operation.DESTROY, DestroyRequestPayload(unique_identifier=key))
+    assert refused(service, Operation.RE_KEY, ReKeyRequestPayload(unique_identifier=key),
+                   (2, 1)).result_reason == ResultReason.WRONG_KEY_LIFECYCLE_STATE
+
+    pair = rsa_pair(service)
+    assert refused(service, Operation.RE_KEY, ReKeyRequestPayload(
+        unique_identifier=pair.private_key_unique_identifier), (2, 1)
+    ).result_reason == ResultReason.INVALID_OBJECT_TYPE
+
+
+def rsa_pair(service: KmipService, *extra: Attribute) -> Any:
+    return one(service, Operation.CREATE_KEY_PAIR, CreateKeyPairRequestPayload(
+        common_template_attribute=template(
+            attr("Cryptographic Algorithm", ItemType.ENUMERATION, CryptographicAlgorithm.RSA),
+            attr("Cryptographic Length", ItemType.INTEGER, 2048), *extra),
+        private_key_template_attribute=template(
+            attr("Cryptographic Usage Mask", ItemType.INTEGER, CryptographicUsageMask.SIGN)),
+        public_key_template_attribute=template(
+            attr("Cryptographic Usage Mask", ItemType.INTEGER, CryptographicUsageMask.VERIFY))))
+
+
+def test_rekey_key_pair_replaces_both_keys_and_links_all_four(service: KmipService) -> None:
+    old = one(service, Operation.CREATE_KEY_PAIR, CreateKeyPairRequestPayload(
+        common_template_attribute=template(
+            attr("Cryptographic Algorithm", ItemType.ENUMERATION, CryptographicAlgorithm.EC),
+            attr("Cryptographic Length", ItemType.INTEGER, 384)),
+        private_key_template_attribute=template(name("signer"))))
+
+    new = one(service, Operation.RE_KEY_KEY_PAIR, ReKeyKeyPairRequestPayload(
+        private_key_unique_identifier=old.private_key_unique_identifier))
+
+    private, public = new.private_key_unique_identifier, new.public_key_unique_identifier
+    assert links(service, private) == {LinkType.PUBLIC_KEY_LINK: public,
+                                       LinkType.REPLACED_OBJECT_LINK:
+                                           old.private_key_unique_identifier}
+    assert links(service, public)[LinkType.REPLACED_OBJECT_LINK] == \
+        old.public_key_unique_identifier
+    assert links(service, old.public_key_unique_identifier)[
+        LinkType.REPLACEMENT_OBJECT_LINK] == public
+    assert attributes_of(service, private)["Cryptographic Length"] == [384]
+    assert attributes_of(service, private)["Name"][0][0].value == "signer"
+    got = one(service, Operation.GET, GetRequestPayload(unique_identifier=public)).object
+    assert got.key_block.key_value.key_material != one(
+        service, Operation.GET, GetRequestPayload(
+            unique_identifier=old.public_key_unique_identifier)).object.key_block.key_value \
+        .key_material
