@@ -16,10 +16,12 @@ state of an abandoned operation is dropped after ``STREAM_IDLE_SECONDS`` or when
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from keyquorum.cluster.state import ConsumeUsage, ManagedObject
@@ -63,6 +65,8 @@ from ..tables import (
 )
 from ..ttlv import Item, ItemType, decode_item
 from .context import Context
+
+log = logging.getLogger("keyquorum.kmip")
 
 # An abandoned multi-part operation holds memory until then (a client that stops
 # half-way sends nothing to say so).
@@ -452,8 +456,26 @@ async def rng_retrieve(ctx: Context, payload: RNGRetrieveRequestPayload
     return RNGRetrieveResponsePayload(data=os.urandom(length))
 
 
+# Where RNG Seed puts a client's seed: writing to it mixes the bytes into the
+# kernel's pool without crediting any entropy (random(4)), so a seed can add
+# unpredictability but never take any away or steer what other clients draw.
+KERNEL_POOL = Path("/dev/urandom")
+
+# The most seed bytes one request mixes in: the pool's state is a few hundred bits,
+# so more adds nothing but time spent writing; the answer says how much was taken.
+MAX_SEED_BYTES = 1024
+
+
 async def rng_seed(ctx: Context, payload: RNGSeedRequestPayload) -> RNGSeedResponsePayload:
-    # The operating system's generator takes no seed from a client: accepting bytes
-    # that influence every other client's keys would be a gift to an attacker. The
-    # answer says none of the data was used (KMIP 1.4 section 4.36 allows that).
-    return RNGSeedResponsePayload(data_length=0)
+    # Keys are drawn from the kernel generator of the node that receives a request,
+    # so the seed goes into this node's pool only; it is no state to replicate.
+    accepted = payload.data[:MAX_SEED_BYTES]
+    try:
+        with KERNEL_POOL.open("wb", buffering=0) as pool:
+            pool.write(accepted)
+    except OSError as error:
+        # Data Length 0 tells the client, truthfully, that nothing was used
+        # (KMIP 1.4 section 4.36).
+        log.warning("rng seed not mixed in: error=%s", error.strerror)
+        return RNGSeedResponsePayload(data_length=0)
+    return RNGSeedResponsePayload(data_length=len(accepted))

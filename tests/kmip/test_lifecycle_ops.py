@@ -1,0 +1,157 @@
+"""RNG Seed, Quantum Safe, Templates, Archive and Recover, leases and usage allocations,
+Set and Adjust Attribute, Import and Export, through KmipService.
+
+The log here applies each command at once on one KeyStore, as a single-node Raft log
+does; tests/kmip/test_conformance_cluster.py runs the OASIS cases through a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keyquorum.cluster.barrier import Keyring
+from keyquorum.cluster.state import Command, KeyStore, Outcome
+from keyquorum.kmip.attributes import Attribute, Attributes, TemplateAttribute
+from keyquorum.kmip.frontend import ClientIdentity
+from keyquorum.kmip.messages import (
+    RequestBatchItem,
+    RequestHeader,
+    RequestMessage,
+    ResponseBatchItem,
+    ResponseMessage,
+    decode_message,
+    encode_message,
+)
+from keyquorum.kmip.operations import crypto_ops
+from keyquorum.kmip.payloads import (
+    CreateRequestPayload,
+    ProtocolVersion,
+    RNGSeedRequestPayload,
+)
+from keyquorum.kmip.service import KmipService
+from keyquorum.kmip.tables import (
+    CryptographicAlgorithm,
+    ObjectType,
+    Operation,
+    ResultReason,
+    ResultStatus,
+    Tag,
+)
+from keyquorum.kmip.ttlv import Item, ItemType
+
+CLIENT = ClientIdentity(address="127.0.0.1:1", certificate_serial=1, common_name="test",
+                        certificate_der=b"")
+
+
+class InMemoryLog:
+    """A one-node log: every command commits and applies at once."""
+
+    def __init__(self) -> None:
+        self.store = KeyStore()
+        self.keyring = Keyring.generate(secrets.token_bytes(32))
+
+    async def submit(self, command: Command) -> Outcome:
+        return self.store.apply(command)
+
+    async def read_barrier(self) -> None:
+        pass
+
+    def seal_material(self, plaintext: bytes, associated_data: bytes) -> bytes:
+        return self.keyring.encrypt(plaintext, associated_data)
+
+    def open_material(self, ciphertext: bytes, associated_data: bytes) -> bytes:
+        return self.keyring.decrypt(ciphertext, associated_data)
+
+
+@pytest.fixture
+def service() -> KmipService:
+    return KmipService(InMemoryLog())
+
+
+def call(service: KmipService, operation: Operation, payload: object,
+         version: tuple[int, int] = (1, 4)) -> ResponseBatchItem:
+    """One batch item through the service's bytes-in, bytes-out entry."""
+    header = RequestHeader(protocol_version=ProtocolVersion(major=version[0], minor=version[1]),
+                           batch_count=1)
+    message = RequestMessage(header=header,
+                             batch_items=(RequestBatchItem(operation=operation, payload=payload),))
+    response = decode_message(asyncio.run(service.handle(encode_message(message), CLIENT)))
+    assert isinstance(response, ResponseMessage)
+    return response.batch_items[0]
+
+
+def ok(service: KmipService, operation: Operation, payload: object,
+       version: tuple[int, int] = (1, 4)) -> Any:
+    answer = call(service, operation, payload, version)
+    assert answer.result_status == ResultStatus.SUCCESS, answer.result_message
+    return answer.payload
+
+
+def refused(service: KmipService, operation: Operation, payload: object,
+            version: tuple[int, int] = (1, 4)) -> ResultReason:
+    answer = call(service, operation, payload, version)
+    assert answer.result_status == ResultStatus.OPERATION_FAILED
+    return ResultReason(answer.result_reason)
+
+
+def attr(name: str, item_type: ItemType, value: object) -> Attribute:
+    return Attribute(name=name, value=Item(Tag.ATTRIBUTE_VALUE, item_type, value))
+
+
+def aes(length: int, *extra: Attribute) -> CreateRequestPayload:
+    attributes = (
+        attr("Cryptographic Algorithm", ItemType.ENUMERATION, CryptographicAlgorithm.AES),
+        attr("Cryptographic Length", ItemType.INTEGER, length),
+        attr("Cryptographic Usage Mask", ItemType.INTEGER, 12),
+        *extra,
+    )
+    return CreateRequestPayload(object_type=ObjectType.SYMMETRIC_KEY,
+                                template_attribute=TemplateAttribute(attributes=attributes))
+
+
+def aes_v2(length: int, *extra: Item) -> CreateRequestPayload:
+    items = (
+        Item(Tag.CRYPTOGRAPHIC_ALGORITHM, ItemType.ENUMERATION, int(CryptographicAlgorithm.AES)),
+        Item(Tag.CRYPTOGRAPHIC_LENGTH, ItemType.INTEGER, length),
+        Item(Tag.CRYPTOGRAPHIC_USAGE_MASK, ItemType.INTEGER, 12),
+        *extra,
+    )
+    return CreateRequestPayload(object_type=ObjectType.SYMMETRIC_KEY,
+                                attributes=Attributes(items=items))
+
+
+# RNG Seed.
+
+
+def test_rng_seed_mixes_the_seed_into_the_kernel_pool(service: KmipService) -> None:
+    answer = ok(service, Operation.RNG_SEED, RNGSeedRequestPayload(data=bytes(range(32))))
+
+    assert answer.data_length == 32
+
+
+def test_rng_seed_writes_what_it_accepts_and_no_more(
+    service: KmipService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = tmp_path / "pool"
+    monkeypatch.setattr(crypto_ops, "KERNEL_POOL", pool)
+    seed = secrets.token_bytes(crypto_ops.MAX_SEED_BYTES + 10)
+
+    answer = ok(service, Operation.RNG_SEED, RNGSeedRequestPayload(data=seed))
+
+    assert answer.data_length == crypto_ops.MAX_SEED_BYTES
+    assert pool.read_bytes() == seed[:crypto_ops.MAX_SEED_BYTES]
+
+
+def test_rng_seed_says_nothing_was_used_when_the_pool_cannot_be_written(
+    service: KmipService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(crypto_ops, "KERNEL_POOL", tmp_path / "missing" / "pool")
+
+    answer = ok(service, Operation.RNG_SEED, RNGSeedRequestPayload(data=b"seed"))
+
+    assert answer.data_length == 0
