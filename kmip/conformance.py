@@ -27,6 +27,13 @@ Beyond placeholders, the runner tolerates what the profiles tolerate and nothing
   own ciphertext and Signature Verify its own signature: a wrong value still fails
   there.
 
+Some cases continue an earlier one: TL-M-3 locates the key TL-M-2 had the server
+generate and reads it back. A run of several cases (``run_cases``) remembers, in a
+``RunMemory``, which objects the server generated and which random values it
+answered in place of the file's. When a later case meets such an object, its
+material is random too, but a value an earlier case already answered must come back
+identical: the key TL-M-3 gets is the key TL-M-2 got, or the case fails.
+
 Everything else, including the order of items, must be exactly as the file says.
 """
 
@@ -78,6 +85,9 @@ _RANDOM_OPERATIONS = frozenset({
     Operation.RE_KEY_KEY_PAIR, Operation.DERIVE_KEY, Operation.CERTIFY,
     Operation.RE_CERTIFY, Operation.RNG_RETRIEVE, Operation.CREATE_SPLIT_KEY,
 })
+
+# Operations that answer with the identifier of an object they made.
+_CREATING_OPERATIONS = _RANDOM_OPERATIONS | {Operation.REGISTER, Operation.JOIN_SPLIT_KEY}
 
 # Operations whose answer may be random when the server draws an input: an IV the
 # request left out, a PSS salt, an ECDSA nonce.
@@ -229,6 +239,16 @@ class Mismatch(Exception):
 
 
 @dataclass
+class RunMemory:
+    """What a run of cases carries from one case to the next (see the module's top)."""
+
+    # Identifiers of the objects whose material the server generated.
+    generated: set[Any] = field(default_factory=set)
+    # The random values the files show, and what this server answered in their place.
+    replaced: dict[Any, Any] = field(default_factory=dict)
+
+
+@dataclass
 class _Conversation:
     """What one case has learned so far from the server's answers."""
 
@@ -241,6 +261,11 @@ class _Conversation:
     # A random value the file shows, and what this server answered in its place.
     replaced: dict[Any, Any] = field(default_factory=dict)
     generated: bool = False
+    # What earlier cases of the run learned; read, and added to at the end.
+    earlier: RunMemory = field(default_factory=RunMemory)
+    only_earlier: bool = False
+    # Identifiers of the objects this case created: never an earlier case's.
+    created: set[Any] = field(default_factory=set)
     # Whether the case stored a public or private key (whose encryption is random).
     asymmetric: bool = False
     # The operation of the batch item being compared, and the last Attribute Name seen.
@@ -265,8 +290,10 @@ class _Conversation:
         return item
 
 
-def run_case(path: Path, connect: Callable[[], Transport]) -> CaseResult:
-    """Run one test case file on a fresh connection."""
+def run_case(
+    path: Path, connect: Callable[[], Transport], memory: RunMemory | None = None
+) -> CaseResult:
+    """Run one test case file on a fresh connection, after the cases ``memory`` saw."""
     name = path.name.removesuffix(".xml")
     try:
         elements = test_case_elements(path)
@@ -278,7 +305,7 @@ def run_case(path: Path, connect: Callable[[], Transport]) -> CaseResult:
     except (OSError, ssl.SSLError) as error:
         return CaseResult(name, False, f"cannot connect: {error}")
     try:
-        _converse(elements, transport)
+        _converse(elements, transport, memory or RunMemory())
     except Mismatch as error:
         return CaseResult(name, False, str(error))
     except KmipError as error:
@@ -290,8 +317,8 @@ def run_case(path: Path, connect: Callable[[], Transport]) -> CaseResult:
     return CaseResult(name, True)
 
 
-def _converse(elements: list[ET.Element], transport: Transport) -> None:
-    conversation = _Conversation()
+def _converse(elements: list[ET.Element], transport: Transport, memory: RunMemory) -> None:
+    conversation = _Conversation(earlier=memory)
     pairs = list(zip(elements[0::2], elements[1::2], strict=False))
     if len(elements) % 2 or any(
         request.tag != "RequestMessage" or response.tag != "ResponseMessage"
@@ -309,12 +336,32 @@ def _converse(elements: list[ET.Element], transport: Transport) -> None:
         expected = item_from_test_element(expected_element, lambda name, _: Wildcard(name))
         if _holds_value(request, Tag.OBJECT_TYPE, {ObjectType.PUBLIC_KEY, ObjectType.PRIVATE_KEY}):
             conversation.asymmetric = True
-        random = conversation.generated or _draws_randomness(request, conversation.asymmetric) \
-            or _server_sent_iv(request, answer)
+        own_random = conversation.generated or _draws_randomness(
+            request, conversation.asymmetric) or _server_sent_iv(request, answer)
+        # Randomness only an earlier case drew must come back as that case saw it.
+        if any(_operation(item) in _CREATING_OPERATIONS for item in _batch_items(request)):
+            conversation.created.update(_identifiers(answer))
+        conversation.only_earlier = not own_random and any(
+            uid in memory.generated and uid not in conversation.created
+            for uid in _identifiers(answer))
+        random = own_random or conversation.only_earlier
         _remember(answer, conversation)
-        _compare(expected, answer, f"response {number + 1}", conversation, random)
+        try:
+            _compare(expected, answer, f"response {number + 1}", conversation, random)
+        finally:
+            memory.replaced.update(conversation.replaced)
         if any(_operation(item) in _RANDOM_OPERATIONS for item in _batch_items(request)):
             conversation.generated = True
+            memory.generated.update(_identifiers(answer))
+
+
+def _identifiers(message: Item) -> list[Any]:
+    """Every Unique Identifier in a message."""
+    if message.tag == Tag.UNIQUE_IDENTIFIER:
+        return [message.value]
+    if message.type != ItemType.STRUCTURE:
+        return []
+    return [uid for child in message.value for uid in _identifiers(child)]
 
 
 def _remember(answer: Item, conversation: _Conversation) -> None:
@@ -442,6 +489,10 @@ def _compare(
     if random and expected.tag in RANDOM_TAGS and expected.type in (
         ItemType.BYTE_STRING, ItemType.BIG_INTEGER
     ):
+        earlier = conversation.earlier.replaced.get(expected.value)
+        if conversation.only_earlier and earlier is not None and earlier != actual.value:
+            raise Mismatch(f"{here}: expected {_short(earlier)}, the value an earlier case "
+                           f"got for it, got {_show(actual)}")
         conversation.replaced[expected.value] = actual.value
         return
     raise Mismatch(f"{here}: expected {_show(expected)}, got {_show(actual)}")
@@ -529,8 +580,9 @@ def run_cases(
 ) -> list[CaseResult]:
     """Run every case, reporting ``PASS name`` or ``FAIL name: difference`` as each ends."""
     results = []
+    memory = RunMemory()
     for path in paths:
-        result = run_case(path, connect)
+        result = run_case(path, connect, memory)
         results.append(result)
         report(f"PASS {result.name}" if result.passed
                else f"FAIL {result.name}: {result.difference}")
@@ -544,6 +596,7 @@ def summary(results: list[CaseResult]) -> str:
 
 
 __all__ = [
+    "RunMemory",
     "RANDOM_TAGS",
     "CaseResult",
     "HttpsTransport",

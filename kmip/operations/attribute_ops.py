@@ -91,9 +91,11 @@ def short_unique_identifier(obj: ManagedObject) -> StoredAttribute:
 
 
 def _listing_order(attribute: StoredAttribute) -> tuple[int, str, int]:
+    # Custom attributes lead in the order the client gave them (the sort is stable);
+    # Get Attribute List sorts their names (the OASIS TL-M-3 case shows both).
     name = attribute.name
     if name[:2] in _CUSTOM_PREFIXES:
-        return (0, name, 0)
+        return (0, "", 0)
     if name in _LEADING:
         return (1, "", _LEADING.index(name))
     # Key Format Type goes beside the Digest, which is taken in that format.
@@ -170,6 +172,8 @@ async def get_attribute_list(
     obj = await ctx.read(payload.unique_identifier)
 
     names = list(dict.fromkeys(a.name for a in visible(obj, ctx.version)))
+    custom = sorted(name for name in names if name[:2] in _CUSTOM_PREFIXES)
+    names = custom + names[len(custom):]
     if ctx.is_v1:
         return GetAttributeListResponsePayload(unique_identifier=obj.uid,
                                                attribute_names=tuple(names))

@@ -31,6 +31,9 @@ REGISTERED_KEY_ENCRYPT = CONFORMANCE / "kmip-1.4" / "mandatory" / "CS-BC-M-4-14.
 KEY_RANDOM_IV = CONFORMANCE / "kmip-1.4" / "mandatory" / "CS-BC-M-13-14.xml"
 # MAC Verify sends $MAC_DATA, which no expected response binds.
 MAC_THEN_VERIFY = CONFORMANCE / "kmip-1.4" / "mandatory" / "CS-AC-M-6-14.xml"
+# The tape library creates a key (TL-M-2), then reads it back in another case (TL-M-3).
+TAPE_CREATES = CONFORMANCE / "kmip-1.4" / "mandatory" / "TL-M-2-14.xml"
+TAPE_READS_BACK = CONFORMANCE / "kmip-1.4" / "mandatory" / "TL-M-3-14.xml"
 
 # Alters the responses of one case before the fake server sends them.
 Alteration = Callable[[list[Item]], list[Item]]
@@ -228,6 +231,25 @@ def test_a_placeholder_no_response_binds_is_the_servers_last_answer(
     _, lines = run_cli(credentials, server.port, MAC_THEN_VERIFY)
 
     assert lines == ["PASS CS-AC-M-6-14", "1 passed, 0 failed"]
+
+
+def test_a_later_case_must_get_back_the_key_an_earlier_case_got(
+    credentials: dict[str, Path], replay: Callable[..., ReplayServer]
+) -> None:
+    # TL-M-2 has the server generate a key; TL-M-3 locates and reads it. Its material
+    # is the server's, not the file's, but it must be the one TL-M-2 received.
+    ours, other = bytes(range(32)), bytes(32)
+    server = replay((TAPE_CREATES, in_response(0, Tag.KEY_MATERIAL, ours)),
+                    (TAPE_READS_BACK, in_response(0, Tag.KEY_MATERIAL, ours)),
+                    (TAPE_CREATES, in_response(0, Tag.KEY_MATERIAL, ours)),
+                    (TAPE_READS_BACK, in_response(0, Tag.KEY_MATERIAL, other)))
+
+    _, lines = run_cli(credentials, server.port,
+                       TAPE_CREATES, TAPE_READS_BACK, TAPE_CREATES, TAPE_READS_BACK)
+
+    assert lines[:3] == ["PASS TL-M-2-14", "PASS TL-M-3-14", "PASS TL-M-2-14"]
+    assert lines[3].startswith("FAIL TL-M-3-14: response 1/")
+    assert "an earlier case" in lines[3]
 
 
 def test_an_unreachable_server_fails_every_case(credentials: dict[str, Path]) -> None:
