@@ -155,3 +155,17 @@ def test_rng_seed_says_nothing_was_used_when_the_pool_cannot_be_written(
     answer = ok(service, Operation.RNG_SEED, RNGSeedRequestPayload(data=b"seed"))
 
     assert answer.data_length == 0
+
+
+# Quantum Safe.
+
+
+def test_a_key_asked_to_be_quantum_safe_is_refused_when_it_is_not(service: KmipService) -> None:
+    quantum_safe = Item(Tag.QUANTUM_SAFE, ItemType.BOOLEAN, True)
+
+    assert refused(service, Operation.CREATE, aes_v2(128, quantum_safe),
+                   (2, 1)) == ResultReason.GENERAL_FAILURE
+    created = ok(service, Operation.CREATE, aes_v2(256, quantum_safe), (2, 1))
+    assert created.unique_identifier
+    # Without the request, a 128-bit key is made as always.
+    assert ok(service, Operation.CREATE, aes_v2(128), (2, 1)).unique_identifier
