@@ -160,30 +160,80 @@ def rotate(addr: str | None, token: str | None, cacert: Path | None) -> None:
     click.echo(f"Keyring rotated: new writes use term {answer['keyring_version']}.")
 
 
-@operator.command()
+@operator.group()
+def rekey() -> None:
+    """Replace the unseal shares, step by step: init, each holder's update, new shares.
+
+    Run every step against the same node: the attempt lives in its memory only.
+    Unsealed nodes keep serving throughout.
+    """
+
+
+def _show_rekey(status: dict[str, Any]) -> None:
+    if not status["started"]:
+        click.echo("No rekey in progress on this node.")
+        return
+    click.echo(f"Nonce           {status['nonce']}")
+    click.echo(f"New split       {status['key_threshold']} of {status['key_shares']} shares")
+    click.echo(f"Rekey progress  {status['progress_text']}")
+
+
+@rekey.command("init")
 @click.option("-key-shares", "--key-shares", "shares", type=click.IntRange(1, 255),
               required=True, help="How many new unseal shares to make.")
 @click.option("-key-threshold", "--key-threshold", "threshold", type=click.IntRange(1, 255),
               required=True, help="How many new shares unseal a node.")
-@click.option("--key", "keys", multiple=True,
-              help="A current unseal share; repeat. Asked for when not given.")
 @_options
-def rekey(shares: int, threshold: int, keys: tuple[str, ...], addr: str | None,
-          token: str | None, cacert: Path | None) -> None:
-    """Replace the unseal shares; the current threshold of current shares authorize it."""
+def rekey_init(shares: int, threshold: int, addr: str | None, token: str | None,
+               cacert: Path | None) -> None:
+    """Start a rekey; hand the nonce to the holders of the current shares."""
+    if threshold > shares:
+        raise AdminError(f"-key-threshold {threshold} exceeds -key-shares {shares}")
+    status = _Sys(addr, token, cacert).json(
+        "POST", "/v1/sys/rekey/init", {"key_shares": shares, "key_threshold": threshold},
+        needs_token=True)
+    _show_rekey(status)
+    click.echo(f"\nEach holder of a current share runs, against this same node:\n"
+               f"  keyquorum operator rekey update --nonce {status['nonce']}")
+
+
+@rekey.command("update")
+@click.argument("key", required=False)
+@click.option("--nonce", help="The attempt's nonce, from rekey init or rekey status.")
+@_options
+def rekey_update(key: str | None, nonce: str | None, addr: str | None, token: str | None,
+                 cacert: Path | None) -> None:
+    """Give one current share (asked for without echo when not given)."""
     client = _Sys(addr, token, cacert)
-    given = list(keys)
-    if not given:
-        needed = client.json("GET", "/v1/sys/seal-status")["threshold"]
-        given = [click.prompt(f"Current unseal key {n} of {needed} (will be hidden)",
-                              hide_input=True) for n in range(1, needed + 1)]
-    answer = client.json("POST", "/v1/sys/rekey", {"key_shares": shares,
-                                                   "key_threshold": threshold,
-                                                   "keys": given}, needs_token=True)
+    if nonce is None:
+        raise AdminError("pass --nonce: the one rekey init printed (keyquorum operator "
+                         "rekey status shows it)")
+    if key is None:
+        key = click.prompt("Current unseal key (will be hidden)", hide_input=True)
+    answer = client.json("POST", "/v1/sys/rekey/update", {"key": key, "nonce": nonce})
+    if not answer["complete"]:
+        _show_rekey(answer)
+        return
     for number, share in enumerate(answer["keys"], 1):
         click.echo(f"New Unseal Key {number}: {share}")
-    click.echo(f"\nThe old shares no longer unseal. {threshold} of these {shares} do; "
-               "unsealed nodes keep serving.")
+    click.echo(f"\nThe old shares no longer unseal. {answer['key_threshold']} of these "
+               f"{answer['key_shares']} do; they are shown this once. Unsealed nodes keep "
+               "serving.")
+
+
+@rekey.command("status")
+@_options
+def rekey_status(addr: str | None, token: str | None, cacert: Path | None) -> None:
+    """The rekey attempt on this node, if any: its nonce and progress."""
+    _show_rekey(_Sys(addr, token, cacert).json("GET", "/v1/sys/rekey/init"))
+
+
+@rekey.command("cancel")
+@_options
+def rekey_cancel(addr: str | None, token: str | None, cacert: Path | None) -> None:
+    """Abandon this node's rekey attempt; the current shares stay valid."""
+    _Sys(addr, token, cacert).json("DELETE", "/v1/sys/rekey/init", needs_token=True)
+    click.echo("Rekey cancelled; the current shares stay valid.")
 
 
 @operator.group()

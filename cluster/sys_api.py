@@ -1,11 +1,12 @@
-"""The seal's admin endpoints under ``/v1/sys/``: init, unseal, seal, status, rotate, rekey,
-snapshots.
+"""The seal's admin endpoints under ``/v1/sys/``: init, unseal, seal, status, rotate, rekey
+(step by step), snapshots.
 
-As in Vault, three calls need no token: ``seal-status`` tells nothing secret,
-``unseal`` is authenticated by the shares themselves, and ``init`` works once, on a
-cluster that holds nothing yet, and returns the root token. Everything else needs a
-root token (``X-Keyquorum-Token`` or ``Authorization: Bearer``), checked as the
-tenancy API checks it (cluster/admin_api.py). Errors are ``{"errors": ["..."]}``.
+As in Vault, some calls need no token: ``seal-status`` and ``rekey/init`` (GET) tell
+nothing secret, ``unseal`` and ``rekey/update`` are authenticated by the shares
+themselves, and ``init`` works once, on a cluster that holds nothing yet, and returns
+the root token. Everything else needs a root token (``X-Keyquorum-Token`` or
+``Authorization: Bearer``), checked as the tenancy API checks it
+(cluster/admin_api.py). Errors are ``{"errors": ["..."]}``.
 
 Shares and root tokens appear in responses only; never in a log line.
 """
@@ -26,6 +27,7 @@ from pydantic import Field
 
 from .admin_api import AdminBackend, ApiError, _Body, _presented_token, hash_token
 from .barrier import BarrierError, RestoreState, SealKind
+from .rekey import Rekey, RekeyStatus
 from .seal import Seal, SealedError, SealStatus, UnsealError
 from .snapshot import SnapshotError, open_snapshot, seal_snapshot
 from .tenancy import AdminToken, CreateToken, Done, Refused, TokenAccessor, TokenKind
@@ -47,11 +49,16 @@ class UnsealBody(_Body):
     reset: bool = False
 
 
-class RekeyBody(_Body):
+class RekeyInitBody(_Body):
+    # The new split.
     key_shares: int = Field(ge=1, le=255)
     key_threshold: int = Field(ge=1, le=255)
-    # The current threshold of current shares: they authorize the rekey.
-    keys: list[str] = Field(max_length=255)
+
+
+class RekeyUpdateBody(_Body):
+    # One current share, and the nonce of the attempt it is for.
+    key: str = Field(max_length=1024)
+    nonce: str = Field(max_length=64)
 
 
 def _status(status: SealStatus) -> dict[str, Any]:
@@ -60,8 +67,16 @@ def _status(status: SealStatus) -> dict[str, Any]:
     return answer
 
 
+def _rekey_status(status: RekeyStatus) -> dict[str, Any]:
+    answer = asdict(status)
+    answer["complete"] = False
+    answer["progress_text"] = f"{status.progress} of {status.required}"
+    return answer
+
+
 def sys_router(backend: AdminBackend, seal: Seal) -> APIRouter:
     router = APIRouter(prefix="/v1/sys", tags=["sys"])
+    rekey = Rekey(seal)
     tenancy = backend.state.tenancy
     barrier = backend.state.barrier
 
@@ -151,23 +166,51 @@ def sys_router(backend: AdminBackend, seal: Seal) -> APIRouter:
         log.info("keyring_rotated keyring_version=%s by=%s", done.value, who)
         return {"keyring_version": done.value}
 
-    @router.post("/rekey")
-    async def rekey(body: RekeyBody, who: Root) -> dict[str, Any]:
-        """New unseal shares for the same keyring; answer them once."""
+    # Rekey, step by step (cluster/rekey.py). As in Vault, starting and cancelling take
+    # a root token; a holder hands in a share with the attempt's nonce and no token.
+
+    @router.get("/rekey/init")
+    def rekey_status() -> dict[str, Any]:
+        return _rekey_status(rekey.status())
+
+    @router.post("/rekey/init")
+    async def rekey_start(body: RekeyInitBody, who: Root) -> dict[str, Any]:
         if body.key_threshold > body.key_shares:
             raise ApiError(400, "key_threshold cannot exceed key_shares")
         await backend.barrier()
         try:
-            command, shares = await asyncio.to_thread(
-                seal.prepare_rekey, body.keys, body.key_shares, body.key_threshold)
+            started = rekey.start(body.key_shares, body.key_threshold)
+        except UnsealError as error:
+            raise ApiError(409, str(error)) from None
+        log.info("rekey_started_by by=%s", who)
+        return _rekey_status(started)
+
+    @router.delete("/rekey/init")
+    async def rekey_cancel(who: Root) -> dict[str, Any]:
+        rekey.cancel()
+        log.info("rekey_cancelled_by by=%s", who)
+        return _rekey_status(rekey.status())
+
+    @router.post("/rekey/update")
+    async def rekey_update(body: RekeyUpdateBody) -> dict[str, Any]:
+        """One current share; the one that completes the attempt gets the new shares."""
+        await backend.barrier()
+        try:
+            outcome = await asyncio.to_thread(rekey.give, body.key, body.nonce)
         except SealedError as error:
             raise ApiError(409, str(error)) from None
         except UnsealError as error:
             raise ApiError(400, str(error)) from None
-        await commit(command)
-        log.info("unseal_shares_rekeyed shares=%d threshold=%d by=%s", body.key_shares,
-                 body.key_threshold, who)
-        return {"keys": list(shares)}
+        if isinstance(outcome, RekeyStatus):
+            return _rekey_status(outcome)
+
+        await commit(outcome.command)
+        rekey.finish(outcome.nonce)
+        new_seal = outcome.command.record.seal
+        log.info("unseal_shares_rekeyed shares=%d threshold=%d", new_seal.shares,
+                 new_seal.threshold)
+        return {"complete": True, "keys": list(outcome.shares),
+                "key_shares": new_seal.shares, "key_threshold": new_seal.threshold}
 
     @router.get("/snapshot")
     async def save_snapshot(who: Root) -> Response:
