@@ -31,6 +31,7 @@ from .crypto_ops import (
     sign,
     signature_verify,
 )
+from .derive_ops import derive_key
 from .keypair_ops import create_key_pair
 from .object_ops import activate, create, destroy, get, locate, register, revoke
 from .rekey_ops import rekey, rekey_key_pair
@@ -71,6 +72,7 @@ HANDLERS: dict[Operation, Handler] = {
     Operation.CREATE_KEY_PAIR: create_key_pair,
     Operation.RE_KEY: rekey,
     Operation.RE_KEY_KEY_PAIR: rekey_key_pair,
+    Operation.DERIVE_KEY: derive_key,
 }
 
 # Operations that change state: the ones an Undo batch would have to roll back.
@@ -86,6 +88,7 @@ WRITES = frozenset({
     Operation.DESTROY,
     Operation.RE_KEY,
     Operation.RE_KEY_KEY_PAIR,
+    Operation.DERIVE_KEY,
 })
 
 __all__ = ["HANDLERS", "SUPPORTED_VERSIONS", "WRITES", "Backend", "Context", "Handler", "undo"]

@@ -87,7 +87,7 @@ async def rekey(ctx: Context, payload: ReKeyRequestPayload) -> ReKeyResponsePayl
                           payload.offset, now)
     await ctx.write(CreateFromSources(
         scope=ctx.scope, objects=(create,),
-        links=((old.uid, _link(LinkType.REPLACEMENT_OBJECT_LINK, new_uid)),),
+        links=((old.uid, link_value(LinkType.REPLACEMENT_OBJECT_LINK, new_uid)),),
         names_moved=((old.uid, new_uid),), now=now))
     return ReKeyResponsePayload(unique_identifier=new_uid)
 
@@ -100,7 +100,7 @@ async def rekey_key_pair(
         raise KmipError(ResultReason.INVALID_OBJECT_TYPE, "Re-key Key Pair names a private key")
     if old_private.material is None:
         raise KmipError(ResultReason.WRONG_KEY_LIFECYCLE_STATE, "the private key was destroyed")
-    public_link = _linked(old_private, LinkType.PUBLIC_KEY_LINK)
+    public_link = linked(old_private, LinkType.PUBLIC_KEY_LINK)
     if public_link is None:
         raise invalid_field("the private key has no Public Key Link to its public key")
     old_public = await ctx.read(public_link)
@@ -140,12 +140,12 @@ async def rekey_key_pair(
             cryptographic_length=pair.length,
         )), cls.TAG)
         sized = with_algorithm(requested, int(algorithm), pair.length)
-        sized.append(StoredAttribute("Link", _link(link, other)))
+        sized.append(StoredAttribute("Link", link_value(link, other)))
         creates.append(_replacement(old, uid, material, sized, payload.offset, now))
     await ctx.write(CreateFromSources(
         scope=ctx.scope, objects=tuple(creates),
-        links=((old_private.uid, _link(LinkType.REPLACEMENT_OBJECT_LINK, private_uid)),
-               (old_public.uid, _link(LinkType.REPLACEMENT_OBJECT_LINK, public_uid))),
+        links=((old_private.uid, link_value(LinkType.REPLACEMENT_OBJECT_LINK, private_uid)),
+               (old_public.uid, link_value(LinkType.REPLACEMENT_OBJECT_LINK, public_uid))),
         names_moved=((old_private.uid, private_uid), (old_public.uid, public_uid)), now=now))
     ctx.placeholder = private_uid
     return ReKeyKeyPairResponsePayload(private_key_unique_identifier=private_uid,
@@ -163,7 +163,7 @@ def _replacement(old: ManagedObject, uid: ObjectId, material: Item,
     limits = old.first("Usage Limits")
     if limits is not None and "Usage Limits" not in given:
         attributes.append(StoredAttribute("Usage Limits", _fresh_limits(limits)))
-    attributes.append(StoredAttribute("Link", _link(LinkType.REPLACED_OBJECT_LINK, old.uid)))
+    attributes.append(StoredAttribute("Link", link_value(LinkType.REPLACED_OBJECT_LINK, old.uid)))
     original = old.first("Original Creation Date")
     if original is not None:
         attributes.append(StoredAttribute("Original Creation Date", original))
@@ -209,7 +209,7 @@ def _block(obj: ManagedObject) -> KeyBlock:
     return from_item(KeyBlock, block)
 
 
-def _linked(obj: ManagedObject, link_type: int) -> str | None:
+def linked(obj: ManagedObject, link_type: int) -> str | None:
     for link in obj.values("Link"):
         fields = {child.tag: child.value for child in link.value}
         if fields.get(Tag.LINK_TYPE) == link_type:
@@ -217,7 +217,7 @@ def _linked(obj: ManagedObject, link_type: int) -> str | None:
     return None
 
 
-def _link(link_type: int, uid: str) -> Item:
+def link_value(link_type: int, uid: str) -> Item:
     return Item(Tag.ATTRIBUTE_VALUE, ItemType.STRUCTURE, [
         Item(Tag.LINK_TYPE, ItemType.ENUMERATION, int(link_type)),
         Item(Tag.LINKED_OBJECT_IDENTIFIER, ItemType.TEXT_STRING, uid),

@@ -9,6 +9,7 @@ tests/cluster/test_key_operations_cluster.py.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes, keywrap, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from keyquorum.cluster.barrier import Keyring
 from keyquorum.cluster.state import Command, KeyStore, Outcome
@@ -38,6 +43,7 @@ from keyquorum.kmip.objects import (
     KeyValue,
     KeyWrappingData,
     KeyWrappingSpecification,
+    SecretData,
     SymmetricKey,
 )
 from keyquorum.kmip.payloads import (
@@ -45,6 +51,8 @@ from keyquorum.kmip.payloads import (
     AddAttributeRequestPayload,
     CreateKeyPairRequestPayload,
     CreateRequestPayload,
+    DerivationParameters,
+    DeriveKeyRequestPayload,
     DestroyRequestPayload,
     GetAttributesRequestPayload,
     GetRequestPayload,
@@ -59,13 +67,16 @@ from keyquorum.kmip.tables import (
     BlockCipherMode,
     CryptographicAlgorithm,
     CryptographicUsageMask,
+    DerivationMethod,
     EncodingOption,
+    HashingAlgorithm,
     KeyFormatType,
     LinkType,
     ObjectType,
     Operation,
     ResultReason,
     ResultStatus,
+    SecretDataType,
     State,
     Tag,
     WrappingMethod,
@@ -410,3 +421,103 @@ def test_rekey_key_pair_replaces_both_keys_and_links_all_four(service: KmipServi
         service, Operation.GET, GetRequestPayload(
             unique_identifier=old.public_key_unique_identifier)).object.key_block.key_value \
         .key_material
+
+
+# Derive Key.
+
+
+def secret_data(service: KmipService, value: bytes, usage: int) -> str:
+    registered = one(service, Operation.REGISTER, RegisterRequestPayload(
+        object_type=ObjectType.SECRET_DATA,
+        object=SecretData(secret_data_type=SecretDataType.PASSWORD, key_block=KeyBlock(
+            key_format_type=KeyFormatType.OPAQUE, key_value=KeyValue(key_material=value))),
+        template_attribute=template(attr("Cryptographic Usage Mask", ItemType.INTEGER, usage))))
+    one(service, Operation.ACTIVATE, _activate(registered.unique_identifier))
+    return str(registered.unique_identifier)
+
+
+def derive(service: KmipService, base: str, method: int, parameters: DerivationParameters,
+           bits: int = 256, object_type: int = ObjectType.SYMMETRIC_KEY) -> str:
+    wanted = [attr("Cryptographic Length", ItemType.INTEGER, bits)]
+    if object_type == ObjectType.SYMMETRIC_KEY:
+        wanted.append(attr("Cryptographic Algorithm", ItemType.ENUMERATION,
+                           CryptographicAlgorithm.AES))
+    return str(one(service, Operation.DERIVE_KEY, DeriveKeyRequestPayload(
+        object_type=object_type, unique_identifiers=(base,), derivation_method=method,
+        derivation_parameters=parameters, template_attribute=template(*wanted),
+    )).unique_identifier)
+
+
+SHA256 = CryptographicParameters(hashing_algorithm=HashingAlgorithm.SHA_256)
+DERIVE = CryptographicUsageMask.DERIVE_KEY
+
+
+def test_pbkdf2_derives_a_key_from_a_password(service: KmipService) -> None:
+    password = secret_data(service, b"correct horse battery staple", DERIVE)
+
+    key = derive(service, password, DerivationMethod.PBKDF2, DerivationParameters(
+        cryptographic_parameters=SHA256, salt=b"salt-1234", iteration_count=1000))
+
+    expected = PBKDF2HMAC(hashes.SHA256(), 32, b"salt-1234", 1000).derive(
+        b"correct horse battery staple")
+    assert raw_key(service, key) == expected
+    assert links(service, key) == {LinkType.DERIVATION_BASE_OBJECT_LINK: password}
+    assert links(service, password) == {LinkType.DERIVED_KEY_LINK: key}
+
+
+@pytest.mark.parametrize("method", [DerivationMethod.HMAC, DerivationMethod.HKDF])
+def test_hmac_and_hkdf_derive_with_hkdf(service: KmipService, method: int) -> None:
+    base = aes_key(service, DERIVE)
+
+    key = derive(service, base, method, DerivationParameters(
+        cryptographic_parameters=SHA256, salt=b"s", derivation_data=b"context"), bits=128)
+
+    expected = HKDF(hashes.SHA256(), 16, b"s", b"context").derive(raw_key(service, base))
+    assert raw_key(service, key) == expected
+
+
+def test_hash_encrypt_and_nist800_108_counter_mode(service: KmipService) -> None:
+    base = aes_key(service, DERIVE)
+    secret = raw_key(service, base)
+
+    hashed = derive(service, base, DerivationMethod.HASH, DerivationParameters(
+        cryptographic_parameters=SHA256, derivation_data=b"label"))
+    assert raw_key(service, hashed) == hashlib.sha256(secret + b"label").digest()
+
+    ecb = CryptographicParameters(block_cipher_mode=BlockCipherMode.ECB)
+    encrypted = derive(service, base, DerivationMethod.ENCRYPT, DerivationParameters(
+        cryptographic_parameters=ecb, derivation_data=bytes(range(32))))
+    encryptor = Cipher(algorithms.AES(secret), modes.ECB()).encryptor()
+    assert raw_key(service, encrypted) == encryptor.update(bytes(range(32)))
+
+    counter = derive(service, base, DerivationMethod.NIST800_108_C, DerivationParameters(
+        cryptographic_parameters=SHA256, derivation_data=b"fixed input"), bits=512,
+        object_type=ObjectType.SECRET_DATA)
+    kdf = KBKDFHMAC(hashes.SHA256(), Mode.CounterMode, 64, rlen=4, llen=None,
+                    location=CounterLocation.BeforeFixed, label=None, context=None,
+                    fixed=b"fixed input")
+    got = one(service, Operation.GET, GetRequestPayload(unique_identifier=counter)).object
+    assert isinstance(got, SecretData)
+    assert got.key_block.key_value.key_material == kdf.derive(secret)
+
+
+def test_derive_key_refuses_what_the_base_does_not_allow(service: KmipService) -> None:
+    no_derive = aes_key(service, CIPHER)
+    answer = send(service, (Operation.DERIVE_KEY, DeriveKeyRequestPayload(
+        object_type=ObjectType.SYMMETRIC_KEY, unique_identifiers=(no_derive,),
+        derivation_method=DerivationMethod.HKDF, derivation_parameters=DerivationParameters(),
+        template_attribute=template(attr("Cryptographic Length", ItemType.INTEGER, 128),
+                                    attr("Cryptographic Algorithm", ItemType.ENUMERATION,
+                                         CryptographicAlgorithm.AES)))), version=(2, 1))[0]
+    assert answer.result_reason == ResultReason.INCOMPATIBLE_CRYPTOGRAPHIC_USAGE_MASK
+
+    base = aes_key(service, DERIVE)
+    answer = send(service, (Operation.DERIVE_KEY, DeriveKeyRequestPayload(
+        object_type=ObjectType.SYMMETRIC_KEY, unique_identifiers=(base,),
+        derivation_method=DerivationMethod.PBKDF2, derivation_parameters=DerivationParameters(
+            salt=b"s", iteration_count=10**9),
+        template_attribute=template(attr("Cryptographic Length", ItemType.INTEGER, 128),
+                                    attr("Cryptographic Algorithm", ItemType.ENUMERATION,
+                                         CryptographicAlgorithm.AES)))))[0]
+    assert answer.result_reason == ResultReason.INVALID_FIELD
+    assert "Iteration Count" in (answer.result_message or "")
