@@ -34,6 +34,7 @@ from ..objects import (
     KeyValue,
     KeyWrappingSpecification,
     SymmetricKey,
+    Template,
 )
 from ..payloads import (
     ActivateRequestPayload,
@@ -67,6 +68,7 @@ from ..ttlv import Item, ItemType, decode_item, encode_item
 from .attribute_ops import stored
 from .certificate_attributes import certificate_attributes
 from .context import Context
+from .templates import with_templates
 from .wrapping import unwrap_block, wrap_block
 
 # Key lengths in bits each algorithm allows for a generated symmetric key.
@@ -83,8 +85,9 @@ _SYMMETRIC_LENGTHS: dict[int, frozenset[int]] = {
 # The object classes by the tag they travel under.
 _OBJECT_CLASSES: dict[int, type] = {cls.TAG: cls for cls in MANAGED_OBJECT_CLASSES}  # type: ignore[attr-defined]
 
-# Object types Register stores as they come. Templates (deprecated in 1.3) are not.
+# Object types Register stores as they come; Templates only in 1.x (templates.py).
 _REGISTERABLE = {
+    ObjectType.TEMPLATE,
     ObjectType.SYMMETRIC_KEY,
     ObjectType.SECRET_DATA,
     ObjectType.OPAQUE_OBJECT,
@@ -97,11 +100,8 @@ _REGISTERABLE = {
 
 
 def client_attributes(payload: CreateRequestPayload | RegisterRequestPayload) -> list[Attribute]:
-    """The attributes a creation request asks for, 1.x or 2.x, as 1.x ones."""
+    """The attributes a creation request gives itself, 1.x or 2.x, as 1.x ones."""
     if payload.template_attribute is not None:
-        if payload.template_attribute.names:
-            raise KmipError(ResultReason.FEATURE_NOT_SUPPORTED,
-                            "templates are not supported; send the attributes themselves")
         return list(payload.template_attribute.attributes)
     if payload.attributes is not None:
         return [attribute_from_v2(item) for item in payload.attributes.items]
@@ -235,11 +235,19 @@ def checked_attributes(requested: list[Attribute]) -> list[StoredAttribute]:
     return attributes
 
 
+async def requested_attributes(
+    ctx: Context, payload: CreateRequestPayload | RegisterRequestPayload
+) -> list[StoredAttribute]:
+    """What a creation request asks for: its named templates' attributes, then its own."""
+    names = payload.template_attribute.names if payload.template_attribute else ()
+    return checked_attributes(await with_templates(ctx, names, client_attributes(payload)))
+
+
 async def create(ctx: Context, payload: CreateRequestPayload) -> CreateResponsePayload:
     if payload.object_type != ObjectType.SYMMETRIC_KEY:
         raise KmipError(ResultReason.INVALID_OBJECT_TYPE,
                         "Create makes symmetric keys; use Create Key Pair for key pairs")
-    attributes = checked_attributes(client_attributes(payload))
+    attributes = await requested_attributes(ctx, payload)
 
     # First check the algorithm and length the client asked for.
     algorithm_item = _single(attributes, "Cryptographic Algorithm")
@@ -288,7 +296,12 @@ async def register(ctx: Context, payload: RegisterRequestPayload) -> RegisterRes
                         "Register needs the object to register")
     if payload.object.TAG != _object_tag(payload.object_type):
         raise invalid_field("the object does not match the Object Type")
-    attributes = checked_attributes(client_attributes(payload))
+    if isinstance(payload.object, Template):
+        if not ctx.is_v1:
+            raise KmipError(ResultReason.INVALID_OBJECT_TYPE, "templates ended with KMIP 2.0")
+        # A template's content is checked as the attributes it will give.
+        checked_attributes(list(payload.object.attributes))
+    attributes = await requested_attributes(ctx, payload)
 
     # Algorithm and length describe a key; take them from its key block when the
     # client did not repeat them as attributes.
@@ -314,7 +327,8 @@ async def register(ctx: Context, payload: RegisterRequestPayload) -> RegisterRes
     assert payload.object is not None
     material = to_item(payload.object, payload.object.TAG)
     now = ctx.now()
-    attributes += server_attributes(material, now, generated=False, given=attributes)
+    if not isinstance(payload.object, Template):
+        attributes += server_attributes(material, now, generated=False, given=attributes)
     uid = await ctx.write(CreateObject(
         scope=ctx.scope,
         uid=ObjectId(str(uuid.uuid4())),
@@ -345,6 +359,7 @@ def _object_tag(object_type: int) -> int:
         ObjectType.PRIVATE_KEY: Tag.PRIVATE_KEY,
         ObjectType.SPLIT_KEY: Tag.SPLIT_KEY,
         ObjectType.PGP_KEY: Tag.PGP_KEY,
+        ObjectType.TEMPLATE: Tag.TEMPLATE,
     }[ObjectType(object_type)]
 
 

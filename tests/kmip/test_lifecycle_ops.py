@@ -16,7 +16,7 @@ import pytest
 
 from keyquorum.cluster.barrier import Keyring
 from keyquorum.cluster.state import Command, KeyStore, Outcome
-from keyquorum.kmip.attributes import Attribute, Attributes, TemplateAttribute
+from keyquorum.kmip.attributes import Attribute, Attributes, Name, TemplateAttribute
 from keyquorum.kmip.frontend import ClientIdentity
 from keyquorum.kmip.messages import (
     RequestBatchItem,
@@ -27,10 +27,17 @@ from keyquorum.kmip.messages import (
     decode_message,
     encode_message,
 )
+from keyquorum.kmip.objects import Template
 from keyquorum.kmip.operations import crypto_ops
 from keyquorum.kmip.payloads import (
     CreateRequestPayload,
+    DestroyRequestPayload,
+    GetAttributesRequestPayload,
+    GetRequestPayload,
+    LocateRequestPayload,
     ProtocolVersion,
+    QueryRequestPayload,
+    RegisterRequestPayload,
     RNGSeedRequestPayload,
 )
 from keyquorum.kmip.service import KmipService
@@ -38,6 +45,7 @@ from keyquorum.kmip.tables import (
     CryptographicAlgorithm,
     ObjectType,
     Operation,
+    QueryFunction,
     ResultReason,
     ResultStatus,
     Tag,
@@ -169,3 +177,85 @@ def test_a_key_asked_to_be_quantum_safe_is_refused_when_it_is_not(service: KmipS
     assert created.unique_identifier
     # Without the request, a 128-bit key is made as always.
     assert ok(service, Operation.CREATE, aes_v2(128), (2, 1)).unique_identifier
+
+
+# Templates (KMIP 1.x).
+
+
+def name(value: str) -> Attribute:
+    return attr("Name", ItemType.STRUCTURE, [
+        Item(Tag.NAME_VALUE, ItemType.TEXT_STRING, value),
+        Item(Tag.NAME_TYPE, ItemType.ENUMERATION, 1),
+    ])
+
+
+def register_template(service: KmipService, template_name: str, *content: Attribute) -> str:
+    payload = RegisterRequestPayload(
+        object_type=ObjectType.TEMPLATE,
+        template_attribute=TemplateAttribute(attributes=(name(template_name),)),
+        object=Template(attributes=content),
+    )
+    return str(ok(service, Operation.REGISTER, payload).unique_identifier)
+
+
+def create_from(template_name: str, *own: Attribute) -> CreateRequestPayload:
+    return CreateRequestPayload(object_type=ObjectType.SYMMETRIC_KEY,
+                                template_attribute=TemplateAttribute(
+                                    names=(Name(name_value=template_name, name_type=1),),
+                                    attributes=own))
+
+
+def attribute_of(service: KmipService, uid: str, attribute: str) -> object:
+    answer = ok(service, Operation.GET_ATTRIBUTES, GetAttributesRequestPayload(
+        unique_identifier=uid, attribute_names=(attribute,)))
+    return answer.attribute_list[0].value.value if answer.attribute_list else None
+
+
+def test_a_template_is_registered_found_read_and_destroyed(service: KmipService) -> None:
+    content = (attr("Cryptographic Algorithm", ItemType.ENUMERATION, CryptographicAlgorithm.AES),
+               attr("Cryptographic Length", ItemType.INTEGER, 128))
+    uid = register_template(service, "aes-128", *content)
+
+    found = ok(service, Operation.LOCATE, LocateRequestPayload(attribute_list=(
+        attr("Object Type", ItemType.ENUMERATION, ObjectType.TEMPLATE),)))
+    assert found.unique_identifiers == (uid,)
+    got = ok(service, Operation.GET, GetRequestPayload(unique_identifier=uid))
+    assert got.object_type == ObjectType.TEMPLATE
+    assert got.object.attributes == content
+
+    ok(service, Operation.DESTROY, DestroyRequestPayload(unique_identifier=uid))
+    assert refused(service, Operation.CREATE, create_from("aes-128")) == \
+        ResultReason.ITEM_NOT_FOUND
+
+
+def test_create_takes_a_templates_attributes_and_its_own_win(service: KmipService) -> None:
+    register_template(service, "aes", attr(
+        "Cryptographic Algorithm", ItemType.ENUMERATION, CryptographicAlgorithm.AES),
+        attr("Cryptographic Length", ItemType.INTEGER, 128),
+        attr("Cryptographic Usage Mask", ItemType.INTEGER, 12))
+
+    uid = ok(service, Operation.CREATE, create_from(
+        "aes", attr("Cryptographic Length", ItemType.INTEGER, 256))).unique_identifier
+
+    assert attribute_of(service, uid, "Cryptographic Length") == 256
+    assert attribute_of(service, uid, "Cryptographic Usage Mask") == 12
+    key = ok(service, Operation.GET, GetRequestPayload(unique_identifier=uid)).object
+    assert len(key.key_block.key_value.key_material) == 32
+
+
+def test_templates_are_refused_to_kmip_2_clients(service: KmipService) -> None:
+    payload = RegisterRequestPayload(
+        object_type=ObjectType.TEMPLATE,
+        attributes=Attributes(items=()),
+        object=Template(attributes=()),
+    )
+
+    assert refused(service, Operation.REGISTER, payload, (2, 1)) == \
+        ResultReason.INVALID_OBJECT_TYPE
+
+
+def test_query_offers_templates_to_1x_clients_only(service: KmipService) -> None:
+    ask = QueryRequestPayload(query_functions=(QueryFunction.QUERY_OBJECTS,))
+
+    assert ObjectType.TEMPLATE in ok(service, Operation.QUERY, ask).object_types
+    assert ObjectType.TEMPLATE not in ok(service, Operation.QUERY, ask, (2, 1)).object_types
