@@ -30,6 +30,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from cryptography import x509
@@ -96,6 +97,9 @@ CLUSTER_CA_NAME = "keyquorum cluster CA"
 _STATUS = {Problem.NOT_FOUND: 404, Problem.CONFLICT: 409, Problem.INVALID: 400}
 _DURATION = re.compile(r"(\d+)([smhd]?)")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# A token lives at most ten years, as long as the cluster CA: past that, "forever"
+# is what the operator meant, and they can leave ttl out.
+MAX_TOKEN_TTL_SECONDS = 3650 * 86400
 
 
 class ApiError(Exception):
@@ -195,7 +199,16 @@ async def authenticate(backend: AdminBackend, request: Request) -> Caller:
         found = backend.state.tenancy.token_by_hash(digest)
     if found is None:
         raise ApiError(403, "the token is not valid (revoked, or never issued)")
+    if found.expired(time.time()):
+        raise ApiError(403, f"the token expired at {_iso(found.expires_at)}; ask for a new "
+                            "one (keyquorum token create)")
     return Caller(found.kind, found.scope, found.accessor)
+
+
+def _iso(seconds: int | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 # Request bodies. extra="forbid" turns a misspelt field into a 422 that names it.
@@ -265,6 +278,8 @@ class TokenBody(_Body):
     kind: Literal["root", "read-only", "scoped"]
     scope: str | None = None
     display_name: str = Field(default="", max_length=128)
+    # How long the token works: seconds, or 90s, 30m, 1h, 7d; absent, until revoked.
+    ttl: int | str | None = None
 
 
 class TokenRevokeBody(_Body):
@@ -615,14 +630,20 @@ def admin_router(backend: AdminBackend) -> APIRouter:
             raise ApiError(400, "give scope for a scoped token, and only for one")
         if body.scope is not None:
             _check_names(body.scope)
+        ttl = None if body.ttl is None else _duration(body.ttl, "ttl")
+        if ttl is not None and not 0 < ttl <= MAX_TOKEN_TTL_SECONDS:
+            raise ApiError(400, f"ttl must be from 1 second to {MAX_TOKEN_TTL_SECONDS} seconds "
+                                "(3650d); leave it out for a token that lasts until revoked")
         token = "kq." + secrets.token_urlsafe(32)
         accessor = TokenAccessor(secrets.token_hex(12))
+        now = int(time.time())
         record = AdminToken(accessor, hash_token(token), kind,
                             ScopeName(body.scope) if body.scope else None,
-                            body.display_name, int(time.time()))
+                            body.display_name, now, None if ttl is None else now + ttl)
         await backend.write(CreateToken(record))
-        log.info("token_created accessor=%s kind=%s by=%s", accessor, kind.value, who.accessor)
-        return {"token": token, "accessor": accessor, "kind": kind.value, "scope": body.scope}
+        log.info("token_created accessor=%s kind=%s ttl=%s by=%s", accessor, kind.value, ttl,
+                 who.accessor)
+        return {"token": token, **_token_view(record)}
 
     @router.post("/auth/token/revoke", tags=["tokens"])
     async def revoke_token(body: TokenRevokeBody, who: Auth) -> dict[str, Any]:
@@ -635,9 +656,7 @@ def admin_router(backend: AdminBackend) -> APIRouter:
     async def list_tokens(who: Auth) -> dict[str, Any]:
         who.may(write=True, scope=None)
         await backend.barrier()
-        return {"tokens": [{"accessor": t.accessor, "kind": t.kind.value, "scope": t.scope,
-                            "display_name": t.display_name, "created_at": t.created_at}
-                           for t in tenancy.tokens()]}
+        return {"tokens": [_token_view(t) for t in tenancy.tokens()]}
 
     return router
 
@@ -666,12 +685,18 @@ def _role_settings(body: BaseModel) -> RoleSettings:
     return settings
 
 
-def _duration(value: int | str) -> int:
+def _token_view(token: AdminToken) -> dict[str, Any]:
+    return {"accessor": token.accessor, "kind": token.kind.value, "scope": token.scope,
+            "display_name": token.display_name, "created_at": token.created_at,
+            "expires_at": token.expires_at, "expired": token.expired(time.time())}
+
+
+def _duration(value: int | str, field: str = "tls_client_ttl") -> int:
     if isinstance(value, int):
         return value
     match = _DURATION.fullmatch(value.strip())
     if not match:
-        raise ApiError(400, f"tls_client_ttl {value!r} is not a duration: give seconds, or a "
+        raise ApiError(400, f"{field} {value!r} is not a duration: give seconds, or a "
                             "number with s, m, h or d (8760h, 30d)")
     return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
 

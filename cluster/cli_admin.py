@@ -1,4 +1,4 @@
-"""`keyquorum scope|role|credential|ca ...`: the admin API from a shell.
+"""`keyquorum scope|role|credential|ca|token|listener ...`: the admin API from a shell.
 
 Each command is one or two calls to the admin API (cluster/admin_api.py). Where to
 reach it comes from flags or the environment: ``--addr``/``KEYQUORUM_ADDR`` (any
@@ -19,6 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -422,7 +423,169 @@ def ca_import(name: str, cert_file: Path, scope_name: str | None, scope_field: s
     _show(_client(options).call("POST", "/v1/kmip/ca", body), as_json)
 
 
-ADMIN_GROUPS = (scope, role, credential, ca)
+# Admin tokens.
+
+
+@click.group()
+def token() -> None:
+    """Admin API tokens: read-only, or limited to one scope; with a lifetime or without."""
+
+
+def _policy(text: str) -> dict[str, Any]:
+    """The API's kind and scope for --policy read-only or scope:NAME."""
+    if text == "read-only":
+        return {"kind": "read-only"}
+    kind, colon, name = text.partition(":")
+    if kind == "scope" and colon and name:
+        return {"kind": "scoped", "scope": name}
+    raise AdminError(f"--policy {text!r} is not a policy: give read-only, or scope:NAME for "
+                     "a token limited to scope NAME")
+
+
+def _policy_text(entry: dict[str, Any]) -> str:
+    return f"scope:{entry['scope']}" if entry["kind"] == "scoped" else str(entry["kind"])
+
+
+def _when(seconds: int | None) -> str:
+    if seconds is None:
+        return "never"
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@token.command("create")
+@click.option("--policy", required=True, metavar="read-only|scope:NAME",
+              help="What the token may do: read everything, or everything in scope NAME.")
+@click.option("--ttl", metavar="DURATION",
+              help="How long it works: seconds, or 30m, 1h, 7d; without it, until revoked.")
+@click.option("--display-name", default="", help="A note on who holds it, shown by list.")
+@api_options
+def token_create(policy: str, ttl: str | None, display_name: str, as_json: bool,
+                 **options: Any) -> None:
+    """Create a token; its value is shown only this once."""
+    body = _policy(policy)
+    body["display_name"] = display_name
+    if ttl is not None:
+        body["ttl"] = int(ttl) if ttl.isdigit() else ttl
+    answer = _client(options).call("POST", "/v1/auth/token/create", body)
+    if as_json:
+        _show(answer, True)
+        return
+    _show(answer, False, [("token", answer["token"]), ("accessor", answer["accessor"]),
+                          ("policy", _policy_text(answer)),
+                          ("expires", _when(answer["expires_at"]))], ("field", "value"))
+    click.echo("The token is shown only now: keep it. Revoke it by its accessor.", err=True)
+
+
+@token.command("list")
+@api_options
+def token_list(as_json: bool, **options: Any) -> None:
+    """List the tokens made through the API (needs a root token), by accessor."""
+    answer = _client(options).call("GET", "/v1/auth/token")
+    rows = [(t["accessor"], _policy_text(t), t["display_name"] or "-", _when(t["created_at"]),
+             "expired" if t["expired"] else _when(t["expires_at"]))
+            for t in answer["tokens"]]
+    _show(answer, as_json, rows, ("accessor", "policy", "display name", "created", "expires"))
+
+
+@token.command("revoke")
+@click.argument("accessor")
+@api_options
+def token_revoke(accessor: str, as_json: bool, **options: Any) -> None:
+    """Revoke the token with ACCESSOR (token list shows them); it is refused at once."""
+    _show(_client(options).call("POST", "/v1/auth/token/revoke", {"accessor": accessor}),
+          as_json)
+
+
+# The KMIP listener.
+
+
+@click.group()
+def listener() -> None:
+    """The KMIP listener of every node: addresses, server names, TLS; applied live."""
+
+
+def _listener_rows(answer: dict[str, Any]) -> list[tuple[str, Any]]:
+    nodes = answer["node_listen_addrs"]
+    return [
+        ("listen_addrs", answer["listen_addrs"] or "(each node's node.toml)"),
+        *((f"node_listen_addrs.{node}", texts) for node, texts in sorted(nodes.items())),
+        (f"this node ({answer['node_id']}) listens on", answer["node_listens_on"]),
+        ("server_hostnames", answer["server_hostnames"]),
+        ("server_ips", answer["server_ips"]),
+        ("tls_min_version", answer["tls_min_version"]),
+        ("tls_cipher_suites", answer["tls_cipher_suites"]
+         + (" (each node's own)" if answer["tls_cipher_suites_default"] else "")),
+    ]
+
+
+@listener.command("read")
+@api_options
+def listener_read(as_json: bool, **options: Any) -> None:
+    """Show the listener settings, and where the node asked listens."""
+    answer = _client(options).call("GET", "/v1/kmip/config")
+    _show(answer, as_json, _listener_rows(answer), ("setting", "value"))
+
+
+@listener.command("write")
+@click.option("--listen-addr", "listen_addrs", multiple=True, metavar="HOST:PORT",
+              help="Where every node listens; repeat for several.")
+@click.option("--node-addr", "node_addrs", multiple=True, metavar="NODE=HOST:PORT",
+              help="Where one node listens instead; repeat (replaces every node's entry).")
+@click.option("--server-hostname", "hostnames", multiple=True, metavar="NAME",
+              help="A DNS name for the server certificates' SAN; repeat.")
+@click.option("--server-ip", "ips", multiple=True, metavar="IP",
+              help="An IP address for the server certificates' SAN; repeat.")
+@click.option("--tls-min-version", type=click.Choice(["1.2", "1.3"]))
+@click.option("--ciphers", metavar="LIST", help="An OpenSSL cipher list for TLS 1.2.")
+@click.option("--reset", is_flag=True,
+              help="Start from the defaults (node.toml addresses and ciphers, TLS 1.2, no "
+                   "extra names) instead of the current settings.")
+@api_options
+def listener_write(listen_addrs: tuple[str, ...], node_addrs: tuple[str, ...],
+                   hostnames: tuple[str, ...], ips: tuple[str, ...],
+                   tls_min_version: str | None, ciphers: str | None, reset: bool,
+                   as_json: bool, **options: Any) -> None:
+    """Change the listener on every node, without a restart.
+
+    Settings not given keep their current values (with --reset, their defaults).
+    """
+    client = _client(options)
+    body: dict[str, Any] = {}
+    if not reset:
+        current = client.call("GET", "/v1/kmip/config")
+        body = {key: current[key] for key in ("listen_addrs", "node_listen_addrs",
+                                              "server_hostnames", "server_ips",
+                                              "tls_min_version")}
+        if not current["tls_cipher_suites_default"]:
+            body["tls_cipher_suites"] = current["tls_cipher_suites"]
+    if listen_addrs:
+        body["listen_addrs"] = list(listen_addrs)
+    if node_addrs:
+        body["node_listen_addrs"] = _node_addresses(node_addrs)
+    if hostnames:
+        body["server_hostnames"] = list(hostnames)
+    if ips:
+        body["server_ips"] = list(ips)
+    if tls_min_version is not None:
+        body["tls_min_version"] = tls_min_version
+    if ciphers is not None:
+        body["tls_cipher_suites"] = ciphers
+    answer = client.call("POST", "/v1/kmip/config", body)
+    _show(answer, as_json, _listener_rows(answer), ("setting", "value"))
+
+
+def _node_addresses(entries: tuple[str, ...]) -> dict[str, list[str]]:
+    nodes: dict[str, list[str]] = {}
+    for entry in entries:
+        node, equals, address = entry.partition("=")
+        if not equals or not node or not address:
+            raise AdminError(f"--node-addr {entry!r}: write NODE=HOST:PORT, such as "
+                             "node-1=10.0.0.1:5696")
+        nodes.setdefault(node, []).append(address)
+    return nodes
+
+
+ADMIN_GROUPS = (scope, role, credential, ca, token, listener)
 
 
 def register(cli: click.Group) -> None:

@@ -192,6 +192,12 @@ class AdminToken:
     scope: ScopeName | None = None
     display_name: str = ""
     created_at: int = 0
+    # Unix time from which the token is refused; None: it lasts until revoked. Checked
+    # by each node against its own clock when the token is presented (never in apply).
+    expires_at: int | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
 
 @dataclass(frozen=True)

@@ -553,6 +553,31 @@ def test_tokens_are_read_from_either_header(cluster: Cluster, root_token: str) -
         assert wrong.status_code == 403
 
 
+def test_a_token_with_a_ttl_is_refused_once_it_expired(
+    cluster: Cluster, admin: httpx.Client
+) -> None:
+    made = ok(admin.post("/v1/auth/token/create", json={"kind": "read-only", "ttl": "2s"}))
+    assert made["expires_at"] - made["created_at"] == 2 and not made["expired"]
+
+    # Each node accepts it until it expires, then refuses it with what to do.
+    for node_id in cluster.nodes:
+        with api(cluster, made["token"], node_id) as client:
+            ok(client.get("/v1/kmip/scope"))
+    time.sleep(max(0.0, made["expires_at"] - time.time()) + 0.2)
+    for node_id in cluster.nodes:
+        with api(cluster, made["token"], node_id) as client:
+            refusal = client.get("/v1/kmip/scope")
+        assert refusal.status_code == 403
+        assert "expired" in refusal.json()["errors"][0]
+        assert "token create" in refusal.json()["errors"][0]
+    listed = {t["accessor"]: t for t in ok(admin.get("/v1/auth/token"))["tokens"]}
+    assert listed[made["accessor"]]["expired"] is True
+
+    # Without a ttl a token lasts until it is revoked.
+    lasting = ok(admin.post("/v1/auth/token/create", json={"kind": "read-only"}))
+    assert lasting["expires_at"] is None
+
+
 def test_deleting_a_scope_with_objects_needs_force(
     cluster: Cluster, admin: httpx.Client, files: Path
 ) -> None:
@@ -809,6 +834,86 @@ def test_the_cli_sets_up_a_tenant_and_writes_a_vcenter_bundle(
     revoked = keyquorum(cluster, root_token, "credential", "revoke", "--scope", scope,
                         "--role", "vcenter", "--serial", serial)
     assert revoked.returncode == 0, revoked.stderr
+
+
+def test_the_cli_makes_lists_and_revokes_tokens(cluster: Cluster, root_token: str) -> None:
+    scope = unique("tok")
+    assert keyquorum(cluster, root_token, "scope", "create", scope).returncode == 0
+
+    # A scoped token with a lifetime: the table shows its value, policy and expiry.
+    created = keyquorum(cluster, root_token, "token", "create", "--policy", f"scope:{scope}",
+                        "--ttl", "1h", "--display-name", "ci")
+    assert created.returncode == 0, created.stderr
+    assert f"scope:{scope}" in created.stdout and "shown only now" in created.stderr
+    rows = dict(line.split(None, 1) for line in created.stdout.splitlines()[2:])
+    scoped, accessor = rows["token"].strip(), rows["accessor"].strip()
+    assert rows["expires"].strip() != "never"
+
+    # It works in its scope and nowhere else.
+    assert keyquorum(cluster, scoped, "role", "list", scope).returncode == 0
+    outside = keyquorum(cluster, scoped, "role", "list", "default")
+    assert outside.returncode == 2 and f"limited to scope {scope}" in outside.stderr
+
+    # The list shows it by accessor, never by value; --json gives the API's answer.
+    table = keyquorum(cluster, root_token, "token", "list")
+    line = next(row for row in table.stdout.splitlines() if row.startswith(accessor))
+    assert f"scope:{scope}" in line and "ci" in line and scoped not in table.stdout
+    listed = json.loads(keyquorum(cluster, root_token, "token", "list", "--json").stdout)
+    assert accessor in [t["accessor"] for t in listed["tokens"]]
+
+    # A read-only one from --json; then revocation refuses the scoped one.
+    read_only = json.loads(keyquorum(cluster, root_token, "token", "create", "--policy",
+                                     "read-only", "--json").stdout)
+    assert read_only["kind"] == "read-only" and read_only["expires_at"] is None
+    assert keyquorum(cluster, root_token, "token", "revoke", accessor).returncode == 0
+    revoked = keyquorum(cluster, scoped, "role", "list", scope)
+    assert revoked.returncode == 2 and "KEYQUORUM_TOKEN" in revoked.stderr
+
+    # Wrong input says what to write instead.
+    bad_policy = keyquorum(cluster, root_token, "token", "create", "--policy", "admin")
+    assert bad_policy.returncode == 2 and "scope:NAME" in bad_policy.stderr
+    bad_ttl = keyquorum(cluster, root_token, "token", "create", "--policy", "read-only",
+                        "--ttl", "soon")
+    assert bad_ttl.returncode == 2 and "not a duration" in bad_ttl.stderr
+    unknown = keyquorum(cluster, root_token, "token", "revoke", "no-such-accessor")
+    assert unknown.returncode == 2 and "no token" in unknown.stderr
+
+
+def test_the_cli_reads_and_writes_the_listener(
+    cluster: Cluster, root_token: str, admin: httpx.Client, files: Path
+) -> None:
+    _, credential = tenant(admin, files, {"operation_discover_versions": True})
+    old, new = cluster.nodes["node-2"].kmip_port, free_port()
+
+    try:
+        # One setting at a time: what is not given is kept.
+        named = keyquorum(cluster, root_token, "listener", "write", "--server-hostname",
+                          "cli.example.test")
+        assert named.returncode == 0, named.stderr
+        moved = keyquorum(cluster, root_token, "listener", "write", "--node-addr",
+                          f"node-2=127.0.0.1:{new}")
+        assert moved.returncode == 0, moved.stderr
+        row = next(line for line in moved.stdout.splitlines()
+                   if line.startswith("node_listen_addrs.node-2 "))
+        assert row.split()[1:] == [f"127.0.0.1:{new}"]
+        view = json.loads(keyquorum(cluster, root_token, "listener", "read", "--json").stdout)
+        assert view["server_hostnames"] == ["cli.example.test"]
+        assert view["node_listen_addrs"] == {"node-2": [f"127.0.0.1:{new}"]}
+        wait_for(lambda: serves_on(cluster, new, credential), 5, "node-2 on its new port")
+        assert not serves_on(cluster, old, credential)
+
+        table = keyquorum(cluster, root_token, "listener", "read")
+        assert "this node (node-2) listens on" in table.stdout and str(new) in table.stdout
+
+        bad = keyquorum(cluster, root_token, "listener", "write", "--node-addr", "node-2")
+        assert bad.returncode == 2 and "NODE=HOST:PORT" in bad.stderr
+        refused_port = keyquorum(cluster, root_token, "listener", "write", "--listen-addr",
+                                 "127.0.0.1:99999")
+        assert refused_port.returncode == 2 and "1 to 65535" in refused_port.stderr
+    finally:
+        reset = keyquorum(cluster, root_token, "listener", "write", "--reset")
+        assert reset.returncode == 0, reset.stderr
+    wait_for(lambda: serves_on(cluster, old, credential), 5, "node-2 back on its port")
 
 
 def test_the_cli_says_what_to_do_and_exits_with_the_right_code(
