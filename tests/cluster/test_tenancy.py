@@ -7,13 +7,18 @@ model. One cluster serves the module; each test works in scopes of its own.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
 import sys
 import time
+import types
+import typing
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -44,32 +49,21 @@ from keyquorum.kmip.messages import (
 )
 from keyquorum.kmip.operations import HANDLERS
 from keyquorum.kmip.payloads import (
-    ActivateRequestPayload,
-    AddAttributeRequestPayload,
+    REQUEST_PAYLOADS,
     CreateRequestPayload,
-    DeleteAttributeRequestPayload,
     DestroyRequestPayload,
     DiscoverVersionsRequestPayload,
-    GetAttributeListRequestPayload,
     GetAttributesRequestPayload,
     GetRequestPayload,
-    LocateRequestPayload,
-    ModifyAttributeRequestPayload,
     ProtocolVersion,
-    QueryRequestPayload,
-    RegisterRequestPayload,
-    RevocationReason,
-    RevokeRequestPayload,
 )
 from keyquorum.kmip.tables import (
     BatchErrorContinuationOption,
     CryptographicAlgorithm,
     ObjectType,
     Operation,
-    QueryFunction,
     ResultReason,
     ResultStatus,
-    RevocationReasonCode,
     Tag,
 )
 from keyquorum.kmip.ttlv import Item, ItemType
@@ -111,6 +105,13 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture
 def admin(cluster: Cluster, root_token: str) -> Iterator[httpx.Client]:
+    with api(cluster, root_token) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def admin_client(cluster: Cluster, root_token: str) -> Iterator[httpx.Client]:
+    """The root token's client, kept for the module (the flag test makes many calls)."""
     with api(cluster, root_token) as client:
         yield client
 
@@ -174,8 +175,11 @@ def refused(cluster: Cluster, node_id: str, credential: Credential) -> bool:
     return False
 
 
-def request(*items: tuple[Operation, object]) -> RequestMessage:
-    header = RequestHeader(protocol_version=ProtocolVersion(major=1, minor=4),
+V1_4 = ProtocolVersion(major=1, minor=4)
+
+
+def request(*items: tuple[Operation, object], version: ProtocolVersion = V1_4) -> RequestMessage:
+    header = RequestHeader(protocol_version=version,
                            batch_count=len(items),
                            batch_error_continuation_option=BatchErrorContinuationOption.CONTINUE)
     return RequestMessage(header=header, batch_items=tuple(
@@ -197,60 +201,99 @@ def aes_payload() -> CreateRequestPayload:
             attribute("Cryptographic Usage Mask", ItemType.INTEGER, 12)))))
 
 
-# One request per implemented operation, each well formed; those naming an object
-# name one that does not exist, so an allowed operation fails with Item Not Found
-# and a denied one with Permission Denied.
-MISSING = "no-such-object"
-PAYLOADS: dict[Operation, object] = {
-    Operation.DISCOVER_VERSIONS: DiscoverVersionsRequestPayload(),
-    Operation.QUERY: QueryRequestPayload(query_functions=(QueryFunction.QUERY_OPERATIONS,)),
-    Operation.CREATE: aes_payload(),
-    Operation.REGISTER: RegisterRequestPayload(object_type=ObjectType.SECRET_DATA),
-    Operation.GET: GetRequestPayload(unique_identifier=MISSING),
-    Operation.GET_ATTRIBUTES: GetAttributesRequestPayload(unique_identifier=MISSING),
-    Operation.GET_ATTRIBUTE_LIST: GetAttributeListRequestPayload(unique_identifier=MISSING),
-    Operation.ADD_ATTRIBUTE: AddAttributeRequestPayload(
-        unique_identifier=MISSING, attribute=text_attribute("x-test", "a")),
-    Operation.MODIFY_ATTRIBUTE: ModifyAttributeRequestPayload(
-        unique_identifier=MISSING, attribute=text_attribute("x-test", "b")),
-    Operation.DELETE_ATTRIBUTE: DeleteAttributeRequestPayload(
-        unique_identifier=MISSING, attribute_name="x-test"),
-    Operation.ACTIVATE: ActivateRequestPayload(unique_identifier=MISSING),
-    Operation.REVOKE: RevokeRequestPayload(
-        unique_identifier=MISSING, revocation_reason=RevocationReason(
-            revocation_reason_code=RevocationReasonCode.CESSATION_OF_OPERATION)),
-    Operation.DESTROY: DestroyRequestPayload(unique_identifier=MISSING),
-    Operation.LOCATE: LocateRequestPayload(),
-}
+# The flag test sends every operation the server implements (HANDLERS, so that an
+# operation added tomorrow is tested with it), each request built from its payload
+# class alone: every field that names an object names a real one, every other
+# required field gets a plain value of its type, the rest stay absent. Whether an
+# allowed operation then succeeds does not matter here, only that its refusal is
+# never Permission Denied. The requests speak KMIP 2.1, where a key in the wrong
+# state answers Wrong Key Lifecycle State (1.x folds that into Permission Denied).
+V2_1 = ProtocolVersion(major=2, minor=1)
+IDENTIFIER_FIELDS = re.compile(r"(.*_)?unique_identifiers?")
 
 
-def test_every_implemented_operation_has_a_flag() -> None:
-    # The flags follow the handlers, so a new operation gets its flag with its handler.
-    # The requests above cover the operations of the replicated node's issue; one
-    # written for each newer operation extends the flag test below to it.
-    assert set(PAYLOADS) <= set(HANDLERS)
+def plain_value(annotation: Any, *, uid: str) -> Any:
+    """A value of ``annotation``'s type that the codec accepts."""
+    options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    kind = options[0] if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (
+        annotation)
+    if typing.get_origin(kind) is tuple:
+        return ()
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return next(iter(kind))
+    if dataclasses.is_dataclass(kind):
+        return built(kind, uid=uid)
+    simple = {bool: False, int: 16, bytes: bytes(16), str: "flag-test",
+              datetime: datetime.now(UTC).replace(microsecond=0)}
+    if kind in simple:
+        return simple[kind]
+    raise TypeError(f"no plain value for {annotation}: teach plain_value this type")
+
+
+def built(cls: Any, *, uid: str) -> Any:
+    """An instance of the payload class ``cls`` with its required fields and objects set."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):
+        if IDENTIFIER_FIELDS.fullmatch(item.name):
+            values[item.name] = (uid,) if item.name.endswith("s") else uid
+        elif item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+            values[item.name] = plain_value(hints[item.name], uid=uid)
+    return cls(**values)
+
+
+def every_operation(uid: str) -> RequestMessage:
+    """One batch item for each operation the server implements, about object ``uid``."""
+    return request(*((operation, built(REQUEST_PAYLOADS[operation], uid=uid))
+                     for operation in HANDLERS), version=V2_1)
+
+
+def test_every_implemented_operation_has_a_flag_and_a_request() -> None:
+    # The flags follow the handlers, so a new operation gets its flag with its handler,
+    # and the flag test below builds its request without being told.
     assert {f"operation_{operation.name.lower()}" for operation in HANDLERS} == set(
         OPERATION_FLAGS)
+    message = decode_message(encode_message(every_operation("some-object")))
+    assert [item.operation for item in message.batch_items] == list(HANDLERS)
 
 
-@pytest.mark.parametrize("flag", sorted(f"operation_{op.name.lower()}" for op in PAYLOADS))
+@pytest.fixture(scope="module")
+def flag_scope(admin_client: httpx.Client, files: Path) -> tuple[str, Credential]:
+    """One scope for the flag test, with a credential that may do everything."""
+    return tenant(admin_client, files, {"operation_all": True}, role="everything")
+
+
+def new_key(cluster: Cluster, credential: Credential) -> str:
+    response = exchange(cluster, "node-1", credential, request((Operation.CREATE, aes_payload())))
+    created = response.batch_items[0]
+    assert created.result_status == ResultStatus.SUCCESS, created
+    uid: str = created.payload.unique_identifier
+    return uid
+
+
+@pytest.mark.parametrize("flag", sorted(f"operation_{op.name.lower()}" for op in HANDLERS))
 def test_each_operation_flag_allows_its_operation_and_nothing_else(
-    cluster: Cluster, admin: httpx.Client, files: Path, flag: str
+    cluster: Cluster, admin_client: httpx.Client, files: Path,
+    flag_scope: tuple[str, Credential], flag: str
 ) -> None:
-    _, credential = tenant(admin, files, {flag: True})
+    scope, everything = flag_scope
+    _, credential = tenant(admin_client, files, {flag: True}, scope=scope,
+                           role=flag.removeprefix("operation_").replace("_", "-"))
 
-    # One batch with every operation: the role's answers, the others are denied.
-    response = exchange(cluster, "node-2", credential,
-                        request(*((operation, payload) for operation, payload in PAYLOADS.items())))
+    # One batch with every operation about a fresh key: the role's is not denied, and
+    # every other one is, with Permission Denied, whatever it would have done.
+    uid = new_key(cluster, everything)
+    response = exchange(cluster, "node-2", credential, every_operation(uid))
 
     answers = {item.operation: item for item in response.batch_items}
-    assert set(answers) == set(PAYLOADS)
+    assert set(answers) == set(HANDLERS)
     for operation, answer in answers.items():
         denied = answer.result_reason == ResultReason.PERMISSION_DENIED
         if operation == OPERATION_FLAGS[flag]:
             assert not denied, answer
         else:
             assert answer.result_status == ResultStatus.OPERATION_FAILED and denied, operation
+            assert "does not allow" in (answer.result_message or ""), answer
 
 
 def test_operation_all_allows_every_operation_and_operation_none_nothing(
@@ -259,9 +302,11 @@ def test_operation_all_allows_every_operation_and_operation_none_nothing(
     scope, everything = tenant(admin, files, {"operation_all": True})
     _, nothing = tenant(admin, files, {"operation_none": True}, scope=scope, role="none")
 
-    batch = request(*PAYLOADS.items())
-    allowed = exchange(cluster, "node-1", everything, batch).batch_items
-    refused_all = exchange(cluster, "node-1", nothing, batch).batch_items
+    allowed = exchange(cluster, "node-1", everything,
+                       every_operation(new_key(cluster, everything))).batch_items
+    refused_all = exchange(cluster, "node-1", nothing,
+                           every_operation(new_key(cluster, everything))).batch_items
+    assert len(allowed) == len(refused_all) == len(HANDLERS)
     assert not any(i.result_reason == ResultReason.PERMISSION_DENIED for i in allowed)
     assert all(i.result_reason == ResultReason.PERMISSION_DENIED for i in refused_all)
 
