@@ -17,6 +17,9 @@ may move on either side at any moment:
 forwards writes (``ForwardWrite``) and answers once its own state has reached the
 sequence the write got, so the client reads its own write through this cluster at
 once; a DR secondary refuses every KMIP read and write until it is promoted.
+A key's first Get is such a write: it clears the key's Fresh attribute (KMIP 2.1
+4.13, ``MarkServed``), which is replicated state, so it goes to the primary and takes
+a sequence number there; later Gets of that key are served here alone.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -60,6 +61,13 @@ class Dc:
         with urllib.request.urlopen(request, context=context, timeout=30) as response:
             answer: dict[str, Any] = json.loads(response.read() or b"{}")
             return answer
+
+    def sequence_on(self, node_id: str) -> int | None:
+        """The sequence one node reports, or None while it cannot answer yet."""
+        try:
+            return int(self.call("GET", "status", node_id=node_id)["sequence"])
+        except (AssertionError, OSError):
+            return None
 
     def status(self, digest: bool = False) -> dict[str, Any]:
         return self.call("GET", "status" + ("?digest=true" if digest else ""))
@@ -163,10 +171,19 @@ def test_a_create_through_the_performance_secondary_reads_back_through_it_at_onc
     primary, perf = dcs["primary"], dcs["perf"]
     follower = perf.cluster.followers(perf.cluster.leader())[0]
 
+    before = primary.status()["sequence"]
+
     with client_of(primary, perf, follower) as client:
         uid = client.create(enums.CryptographicAlgorithm.AES, 128)
+        assert primary.status()["sequence"] == before + 1
         # No wait: the write was answered only once this cluster had applied it.
         assert len(client.get(uid).value) == 16
+        # That first Get was a write too: a Fresh key's first Get clears Fresh (KMIP 2.1
+        # 4.13, MarkServed in kmip/operations/object_ops.py), forwarded like any write.
+        # It is the second sequence number a Create-then-Get takes; a second Get none.
+        assert primary.status()["sequence"] == before + 2
+        assert len(client.get(uid).value) == 16
+        assert primary.status()["sequence"] == before + 2
 
     # It was committed on the primary, through the forward, not only here.
     with primary.cluster.pykmip(primary.cluster.leader()) as client:
@@ -180,3 +197,70 @@ def test_the_dr_secondary_refuses_kmip_until_promoted(dcs: dict[str, Dc]) -> Non
     with client_of(primary, dr, dr.cluster.leader()) as client:
         with pytest.raises(KmipOperationFailure, match="DR secondary"):
             client.create(enums.CryptographicAlgorithm.AES, 128)
+
+
+def test_the_primary_leader_killed_mid_stream_leaves_no_gap_and_no_duplicate(
+    dcs: dict[str, Dc],
+) -> None:
+    from kmip.pie.exceptions import KmipOperationFailure
+
+    primary, perf, dr = dcs["primary"], dcs["perf"], dcs["dr"]
+    leader = primary.cluster.leader()
+    writer = primary.cluster.followers(leader)[0]
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        # Through a follower, so the writer outlives the leader; a write the election
+        # interrupts is refused with an error and tried again.
+        with primary.cluster.pykmip(writer) as client:
+            while not stop.is_set():
+                try:
+                    acknowledged.append(client.create(enums.CryptographicAlgorithm.AES, 128))
+                except KmipOperationFailure:
+                    time.sleep(0.05)
+
+    # First a stream in full flow from the leader, then the leader gone mid-stream.
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        wait_for(lambda: len(acknowledged) >= 100, 60, "100 writes before the kill")
+        streaming_from = perf.status()["connected_to"]
+        primary.cluster.kill(leader)
+        killed_at = len(acknowledged)
+        wait_for(lambda: len(acknowledged) >= killed_at + 100, 60, "100 writes after the kill")
+    finally:
+        stop.set()
+        thread.join()
+
+    # Both secondaries follow the new leader and reach the primary's sequence.
+    survivors = primary.cluster.followers(leader)
+    new_leader = primary.cluster.leader(survivors)
+
+    def primary_sequence() -> int:
+        return int(primary.call("GET", "status", node_id=new_leader)["sequence"])
+
+    for secondary in (perf, dr):
+        wait_for(lambda s=secondary: s.status()["sequence"] == primary_sequence(),
+                 30, "the secondary to reach the primary's sequence")
+        final = primary.call("GET", "status?digest=true", node_id=new_leader)
+        caught_up = secondary.status(digest=True)
+        assert caught_up["connected_to"] not in (None, streaming_from)
+        # The same objects, byte for byte: nothing skipped, nothing applied twice.
+        assert caught_up["sequence"] == final["sequence"]
+        assert caught_up["state_digest"] == final["state_digest"]
+        assert caught_up["objects"] == final["objects"]
+    assert final["objects"] >= KEYS + 1 + len(acknowledged)
+
+    # The old leader comes back for the tests after this one.
+    primary.cluster.restart(leader)
+    seen: list[tuple[int | None, int]] = []
+
+    def rejoined() -> bool:
+        seen.append((primary.sequence_on(leader), primary_sequence()))
+        return seen[-1][0] == seen[-1][1]
+
+    try:
+        wait_for(rejoined, 60, "the old leader to rejoin")
+    except TimeoutError:
+        raise AssertionError(f"(old leader, leader) sequences: {seen[-3:]}") from None
