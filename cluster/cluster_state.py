@@ -26,6 +26,7 @@ from keyquorum.kmip.tables import ResultReason
 from .audit_state import AUDIT_COMMANDS, AuditState
 from .barrier import BARRIER_COMMANDS, BarrierState, RestoreState
 from .state import (
+    ISSUING_SCOPE,
     CreateFromSources,
     CreateObject,
     CreateObjects,
@@ -93,7 +94,7 @@ class ClusterState:
         else:
             return None
         for create in creates:
-            if self.tenancy.scope(create.scope) is None:
+            if create.scope != ISSUING_SCOPE and self.tenancy.scope(create.scope) is None:
                 return create.scope
         return None
 

@@ -41,6 +41,11 @@ ScopeName = NewType("ScopeName", str)
 # The scope of credentials that belong to no tenant (the dev cluster's client).
 DEFAULT_SCOPE = ScopeName("default")
 
+# The scope of the cluster's own objects that no credential can hold (a scope name
+# starts with a letter or digit, cluster/tenancy.py): the Certify issuing CA
+# (kmip/operations/certificate_ops.py). It exists without being created.
+ISSUING_SCOPE = ScopeName("_certify")
+
 
 @dataclass(frozen=True)
 class StoredAttribute:

@@ -19,6 +19,7 @@ from .attribute_ops import (
     get_attributes,
     modify_attribute,
 )
+from .certificate_ops import certify, recertify, validate
 from .context import Backend, Context
 from .crypto_ops import (
     decrypt,
@@ -73,6 +74,9 @@ HANDLERS: dict[Operation, Handler] = {
     Operation.RE_KEY: rekey,
     Operation.RE_KEY_KEY_PAIR: rekey_key_pair,
     Operation.DERIVE_KEY: derive_key,
+    Operation.CERTIFY: certify,
+    Operation.RE_CERTIFY: recertify,
+    Operation.VALIDATE: validate,
 }
 
 # Operations that change state: the ones an Undo batch would have to roll back.
@@ -89,6 +93,8 @@ WRITES = frozenset({
     Operation.RE_KEY,
     Operation.RE_KEY_KEY_PAIR,
     Operation.DERIVE_KEY,
+    Operation.CERTIFY,
+    Operation.RE_CERTIFY,
 })
 
 __all__ = ["HANDLERS", "SUPPORTED_VERSIONS", "WRITES", "Backend", "Context", "Handler", "undo"]

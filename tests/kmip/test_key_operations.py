@@ -11,16 +11,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, keywrap, serialization
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from cryptography.x509.oid import NameOID
 
 from keyquorum.cluster.barrier import Keyring
 from keyquorum.cluster.state import Command, KeyStore, Outcome
@@ -37,6 +40,7 @@ from keyquorum.kmip.messages import (
     encode_message,
 )
 from keyquorum.kmip.objects import (
+    Certificate,
     CryptographicParameters,
     EncryptionKeyInformation,
     KeyBlock,
@@ -49,6 +53,7 @@ from keyquorum.kmip.objects import (
 from keyquorum.kmip.payloads import (
     ActivateRequestPayload,
     AddAttributeRequestPayload,
+    CertifyRequestPayload,
     CreateKeyPairRequestPayload,
     CreateRequestPayload,
     DerivationParameters,
@@ -58,13 +63,17 @@ from keyquorum.kmip.payloads import (
     GetRequestPayload,
     LocateRequestPayload,
     ProtocolVersion,
+    ReCertifyRequestPayload,
     RegisterRequestPayload,
     ReKeyKeyPairRequestPayload,
     ReKeyRequestPayload,
+    ValidateRequestPayload,
 )
 from keyquorum.kmip.service import KmipService
 from keyquorum.kmip.tables import (
     BlockCipherMode,
+    CertificateRequestType,
+    CertificateType,
     CryptographicAlgorithm,
     CryptographicUsageMask,
     DerivationMethod,
@@ -79,6 +88,7 @@ from keyquorum.kmip.tables import (
     SecretDataType,
     State,
     Tag,
+    ValidityIndicator,
     WrappingMethod,
 )
 from keyquorum.kmip.ttlv import Item, ItemType, decode_item
@@ -521,3 +531,140 @@ def test_derive_key_refuses_what_the_base_does_not_allow(service: KmipService) -
                                          CryptographicAlgorithm.AES)))))[0]
     assert answer.result_reason == ResultReason.INVALID_FIELD
     assert "Iteration Count" in (answer.result_message or "")
+
+
+# Certify, Re-certify and Validate.
+
+
+def certificate(service: KmipService, uid: str) -> x509.Certificate:
+    got = one(service, Operation.GET, GetRequestPayload(unique_identifier=uid)).object
+    return x509.load_der_x509_certificate(got.certificate_value)
+
+
+def link(link_type: int, uid: str) -> Attribute:
+    return attr("Link", ItemType.STRUCTURE, [Item(Tag.LINK_TYPE, ItemType.ENUMERATION, link_type),
+                                             Item(Tag.LINKED_OBJECT_IDENTIFIER,
+                                                  ItemType.TEXT_STRING, uid)])
+
+
+def certify(service: KmipService, uid: str, *attributes: Attribute) -> str:
+    return str(one(service, Operation.CERTIFY, CertifyRequestPayload(
+        unique_identifier=uid, template_attribute=template(*attributes))).unique_identifier)
+
+
+def validity(service: KmipService, *uids: str, when: datetime | None = None,
+             given: tuple[Certificate, ...] = ()) -> int:
+    return one(service, Operation.VALIDATE, ValidateRequestPayload(
+        certificates=given, unique_identifiers=uids, validity_date=when)).validity_indicator
+
+
+def activated_pair(service: KmipService) -> Any:
+    pair = rsa_pair(service)
+    one(service, Operation.ACTIVATE, _activate(pair.private_key_unique_identifier))
+    return pair
+
+
+def test_certify_signs_a_public_key_with_the_cluster_issuing_ca(service: KmipService) -> None:
+    pair = rsa_pair(service)
+    public = pair.public_key_unique_identifier
+
+    cert = certify(service, public, attr("Certificate Subject CN", ItemType.TEXT_STRING, "db1"))
+
+    issued = certificate(service, cert)
+    assert issued.subject.rfc4514_string() == "CN=db1"
+    assert issued.issuer.rfc4514_string() == "CN=keyquorum Certify issuing CA"
+    key = one(service, Operation.GET, GetRequestPayload(unique_identifier=public)).object
+    expected = serialization.load_der_public_key(key.key_block.key_value.key_material)
+    assert issued.public_key() == expected
+    assert links(service, cert) == {LinkType.PUBLIC_KEY_LINK: public}
+    assert links(service, public)[LinkType.CERTIFICATE_LINK] == cert
+    assert attributes_of(service, cert)["Certificate Subject CN"] == ["db1"]
+    assert validity(service, cert) == ValidityIndicator.VALID
+
+    # The issuing CA's key lives in a scope no credential holds.
+    answer = refused(service, Operation.GET, GetRequestPayload(
+        unique_identifier="issuing-ca-private-key"))
+    assert answer.result_reason == ResultReason.ITEM_NOT_FOUND
+
+
+def test_certify_signs_a_pkcs10_request_and_refuses_a_forged_one(service: KmipService) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    request = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "array-7")]))
+               .sign(key, hashes.SHA256()))
+    der = request.public_bytes(serialization.Encoding.DER)
+
+    uid = one(service, Operation.CERTIFY, CertifyRequestPayload(
+        certificate_request_type=CertificateRequestType.PKCS_10,
+        certificate_request_value=der)).unique_identifier
+
+    issued = certificate(service, uid)
+    assert issued.public_key() == key.public_key()
+    assert issued.subject.rfc4514_string() == "CN=array-7"
+
+    forged = der[:-8] + bytes(8)  # the signature's tail zeroed
+    answer = refused(service, Operation.CERTIFY, CertifyRequestPayload(
+        certificate_request_type=CertificateRequestType.PKCS_10,
+        certificate_request_value=forged))
+    assert answer.result_reason == ResultReason.INVALID_FIELD
+
+
+def test_a_client_ca_of_its_own_scope_signs_and_its_chain_validates(
+    service: KmipService,
+) -> None:
+    # A root: the CA key pair's own public key, self-signed with its private key.
+    ca = activated_pair(service)
+    root = certify(service, ca.public_key_unique_identifier,
+                   attr("Certificate Subject CN", ItemType.TEXT_STRING, "team root"),
+                   link(LinkType.PRIVATE_KEY_LINK, ca.private_key_unique_identifier))
+    assert certificate(service, root).issuer.rfc4514_string() == "CN=team root"
+
+    # A leaf signed by it.
+    leaf_pair = rsa_pair(service)
+    leaf = certify(service, leaf_pair.public_key_unique_identifier,
+                   attr("Certificate Subject CN", ItemType.TEXT_STRING, "service"),
+                   link(LinkType.PRIVATE_KEY_LINK, ca.private_key_unique_identifier),
+                   link(LinkType.CERTIFICATE_LINK, root))
+    assert certificate(service, leaf).issuer.rfc4514_string() == "CN=team root"
+    assert links(service, leaf)[LinkType.CERTIFICATE_LINK] == root
+
+    assert validity(service, leaf, root) == ValidityIndicator.VALID
+    assert validity(service, leaf) == ValidityIndicator.UNKNOWN  # no anchor reached
+    later = datetime.now(UTC) + timedelta(days=3 * 365)
+    assert validity(service, leaf, root, when=later) == ValidityIndicator.INVALID
+    stranger = certify(service, activated_pair(service).public_key_unique_identifier)
+    assert validity(service, leaf, stranger) == ValidityIndicator.INVALID
+
+    # The same chain sent as certificates rather than identifiers.
+    sent = tuple(Certificate(certificate_type=CertificateType.X_509,
+                             certificate_value=certificate(service, uid).public_bytes(
+                                 serialization.Encoding.DER)) for uid in (leaf, root))
+    assert validity(service, given=sent) == ValidityIndicator.VALID
+
+
+def test_an_issuer_key_of_another_pair_needs_its_certificate(service: KmipService) -> None:
+    ca = activated_pair(service)
+    other = rsa_pair(service)
+    answer = refused(service, Operation.CERTIFY, CertifyRequestPayload(
+        unique_identifier=other.public_key_unique_identifier,
+        template_attribute=template(link(LinkType.PRIVATE_KEY_LINK,
+                                         ca.private_key_unique_identifier))))
+    assert "Certificate Link" in (answer.result_message or "")
+
+
+def test_recertify_renews_for_the_same_key_and_issuer(service: KmipService) -> None:
+    pair = rsa_pair(service)
+    old = certify(service, pair.public_key_unique_identifier,
+                  attr("Certificate Subject CN", ItemType.TEXT_STRING, "web"), name("web-cert"))
+
+    new = str(one(service, Operation.RE_CERTIFY, ReCertifyRequestPayload(
+        unique_identifier=old, offset=60)).unique_identifier)
+
+    before, after = certificate(service, old), certificate(service, new)
+    assert after.public_key() == before.public_key() and after.subject == before.subject
+    assert after.issuer == before.issuer and after.serial_number != before.serial_number
+    assert links(service, new)[LinkType.REPLACED_OBJECT_LINK] == old
+    assert links(service, old)[LinkType.REPLACEMENT_OBJECT_LINK] == new
+    renewed = attributes_of(service, new)
+    assert renewed["Name"][0][0].value == "web-cert"
+    assert renewed["Activation Date"] == [renewed["Initial Date"][0] + 60]
