@@ -31,12 +31,16 @@ broke, and the reader sees a line cut short.
 
 Sensitive values reach devices as ``Sensitive`` (kmip/audit.py) and each device
 writes them as ``hmac-sha256:<hex>`` under its own salt; ``hash`` gives an auditor
-the same value for a value they hold, to search with.
+the same value for a value they hold, to search with. The salt is replicated sealed
+by the barrier (cluster/audit_state.py); a sealed node cannot open it, so what it
+records meanwhile (an unseal call, say) carries ``SEALED_VALUE`` in place of each
+sensitive value: no HMAC, and nothing of the value.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -54,7 +58,7 @@ from typing import Any
 from keyquorum.kmip.audit import AuditUnavailable, Sensitive
 
 from .audit_chain import FILE_OPENED, ChainHead, chain_line, head_of
-from .audit_state import AuditDevice, AuditState
+from .audit_state import AuditDevice, AuditState, open_salt
 
 log = logging.getLogger("keyquorum.audit")
 
@@ -78,6 +82,14 @@ _SYSLOG_FACILITIES = {"user": 1, "daemon": 3, "auth": 4, "authpriv": 10,
 _SYSLOG_INFO = 6
 
 
+# Written for a sensitive value while this node is sealed and cannot open the salt.
+SEALED_VALUE = "redacted:node-sealed"
+
+
+class SaltSealedError(Exception):
+    """The device's salt is sealed by the barrier and this node is sealed."""
+
+
 def hmac_of(salt: bytes, value: bytes) -> str:
     return HMAC_PREFIX + hmac.new(salt, value, hashlib.sha256).hexdigest()
 
@@ -86,8 +98,11 @@ class AuditBroker:
     """The node's side of auditing; used from the event loop thread only."""
 
     def __init__(self, node_id: str, state: AuditState, data_dir: Path,
-                 write_timeout: float = WRITE_TIMEOUT) -> None:
+                 write_timeout: float = WRITE_TIMEOUT,
+                 decrypt: Callable[[bytes, bytes], bytes] | None = None) -> None:
         self._node_id = node_id
+        # The seal's decrypt, which opens the devices' salts (raises while sealed).
+        self._decrypt = decrypt
         self._state = state
         self._data_dir = data_dir
         self._write_timeout = write_timeout
@@ -127,7 +142,25 @@ class AuditBroker:
     def hash(self, name: str, value: bytes) -> str | None:
         """The HMAC device ``name`` writes for ``value``; None if no such device."""
         device = self._state.device(name)
-        return None if device is None else hmac_of(device.salt, value)
+        if device is None:
+            return None
+        salt = self.salt_of(device)
+        if salt is None:
+            raise SaltSealedError("this node is sealed and cannot open the device's salt; "
+                                  "unseal it, or ask another node")
+        return hmac_of(salt, value)
+
+    def salt_of(self, device: AuditDevice) -> bytes | None:
+        """The device's salt, or None while this node cannot open it (sealed)."""
+        if device.salt:
+            return device.salt
+        if self._decrypt is None:
+            return None
+        try:
+            return open_salt(device, self._decrypt)
+        except Exception:
+            # Sealed, or a keyring that does not open it: never a reason to crash a write.
+            return None
 
     def reopen(self) -> None:
         """SIGHUP: every file device closes its file and opens the path again."""
@@ -155,6 +188,7 @@ class AuditBroker:
         for name, config in wanted.items():
             if name not in self._devices:
                 self._devices[name] = _open_device(config, self._node_id, self._data_dir)
+                self._devices[name].salt = functools.partial(self.salt_of, config)
                 log.info("audit_device_opened device=%s type=%s", name, config.kind)
 
 
@@ -182,6 +216,8 @@ class Device:
 
     def __init__(self, config: AuditDevice, node_id: str) -> None:
         self.config = config
+        # Opens the salt at each write, so none stays in memory once the node seals.
+        self.salt: Callable[[], bytes | None] = lambda: config.salt or None
         self._node_id = node_id
         self._queue: queue.SimpleQueue[_Waiting | str] = queue.SimpleQueue()
         self._head = ChainHead()
@@ -283,7 +319,8 @@ class Device:
 
     def _sensitive(self, value: object) -> str:
         if isinstance(value, Sensitive):
-            return hmac_of(self.config.salt, value.value)
+            salt = self.salt()
+            return SEALED_VALUE if salt is None else hmac_of(salt, value.value)
         raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
     def _opened_record(self) -> dict[str, Any]:

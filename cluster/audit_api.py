@@ -51,14 +51,16 @@ from pydantic import Field
 from keyquorum.kmip.audit import AuditUnavailable, Sensitive
 
 from .admin_api import AdminBackend, ApiError, _Body, _presented_token, hash_token
-from .audit import AuditBroker, device_path
+from .audit import AuditBroker, SaltSealedError, device_path
 from .audit_state import (
     SALT_BYTES,
     AuditDevice,
     DisableAuditDevice,
     EnableAuditDevice,
     check_device,
+    salt_associated_data,
 )
+from .seal import SealedError
 from .tenancy import TokenKind
 
 log = logging.getLogger("keyquorum.api.audit")
@@ -133,9 +135,14 @@ def audit_router(backend: AdminBackend, broker: AuditBroker) -> APIRouter:
         problem = check_device(body.type, name, body.options)
         if problem:
             raise ApiError(400, problem)
-        device = AuditDevice(name, body.type, tuple(sorted(body.options.items())),
-                             secrets.token_bytes(SALT_BYTES), body.description,
-                             int(time.time()))
+        # The salt enters the command sealed by the barrier, like every replicated secret.
+        try:
+            salt_sealed = backend.seal.encrypt(secrets.token_bytes(SALT_BYTES),
+                                               salt_associated_data(name))
+        except SealedError:
+            raise ApiError(409, "this node is sealed: unseal it, or use another node") from None
+        device = AuditDevice(name, body.type, tuple(sorted(body.options.items())), b"",
+                             body.description, int(time.time()), salt_sealed=salt_sealed)
         try:
             await asyncio.to_thread(_try_device, device, backend)
         except OSError as error:
@@ -159,7 +166,10 @@ def audit_router(backend: AdminBackend, broker: AuditBroker) -> APIRouter:
         value = _decoded(body.input, body.encoding)
         if audit.device(name) is None:
             await backend.barrier()
-        found = broker.hash(name, value)
+        try:
+            found = broker.hash(name, value)
+        except SaltSealedError as error:
+            raise ApiError(503, str(error)) from None
         if found is None:
             raise ApiError(404, f"no audit device named {name}; see GET /v1/sys/audit")
         return {"device": name, "hash": found}

@@ -8,10 +8,13 @@ records to each other: the audit trail of a cluster is the union of its nodes'.
 
 Each device carries a salt drawn by the node that enabled it: sensitive values in
 records are HMAC-SHA256 under that salt, so that a value can be searched for
-(``/v1/sys/audit-hash/{device}``) without being readable. The salt is in this
-state, hence in the Raft journal and snapshots, unencrypted: once the seal's
-barrier wraps replicated secrets (issue 6), the salt belongs under it; until then
-whoever reads a node's data folder can test guesses against the HMACs.
+(``/v1/sys/audit-hash/{device}``) without being readable. The salt is sealed by the
+barrier keyring (cluster/barrier.py) before it enters the command, like every other
+replicated secret, so the journal and snapshots hold only its ciphertext: whoever
+reads a node's data folder cannot test guesses against the HMACs. A node opens the
+salt when it writes a record; while it is sealed it cannot, and writes sensitive
+values as ``SEALED_VALUE`` instead (cluster/audit.py). Devices enabled before the
+salt was sealed keep their plain ``salt`` and work as before.
 
 The rules of every replicated table hold (cluster/state.py): the command carries
 what was drawn at random or from the clock, ``apply`` checks before it changes and
@@ -24,6 +27,7 @@ from __future__ import annotations
 import pickle
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .tenancy import Done, Problem, Refused, TenancyOutcome
@@ -52,12 +56,28 @@ class AuditDevice:
     kind: str
     # Sorted (option, value) pairs, so that equal settings compare equal.
     options: tuple[tuple[str, str], ...]
+    # Empty for a new device: its salt is in salt_sealed. Plain only in devices enabled
+    # before the salt was sealed (kept readable: their records were made with it).
     salt: bytes = field(repr=False)
     description: str = ""
     enabled_at: int = 0
+    # The salt sealed by the barrier keyring (salt_associated_data).
+    salt_sealed: bytes = field(default=b"", repr=False)
 
     def option(self, name: str, default: str = "") -> str:
         return dict(self.options).get(name, default)
+
+
+def salt_associated_data(device_name: str) -> bytes:
+    """What a sealed salt is bound to: moved to another device, it does not open."""
+    return b"audit-salt/" + device_name.encode()
+
+
+def open_salt(device: AuditDevice, decrypt: Callable[[bytes, bytes], bytes]) -> bytes:
+    """The device's salt; ``decrypt`` is the seal's and raises while the node is sealed."""
+    if device.salt:
+        return device.salt
+    return decrypt(device.salt_sealed, salt_associated_data(device.name))
 
 
 @dataclass(frozen=True)
@@ -140,7 +160,11 @@ class AuditState:
         problem = check_device(device.kind, device.name, dict(device.options))
         if problem:
             return Refused(Problem.INVALID, problem)
-        if len(device.salt) != SALT_BYTES:
+        if device.salt_sealed:
+            if device.salt:
+                return Refused(Problem.INVALID, "a device carries its salt sealed or plain, "
+                                                "not both")
+        elif len(device.salt) != SALT_BYTES:
             return Refused(Problem.INVALID, f"the salt must be {SALT_BYTES} bytes")
         if device.name in self._devices:
             # Changing a device in place would change its salt under existing records.

@@ -189,7 +189,8 @@ async def _serve(config: NodeConfig) -> int:
     kmip_backend = ClusterBackend(replicated, state.keys, seal)
     kmip_backend.routing = replication.routing
     # Audit: this node's copy of every enabled device (cluster/audit.py).
-    audit = AuditBroker(str(config.node.id), state.audit, config.node.data_dir)
+    audit = AuditBroker(str(config.node.id), state.audit, config.node.data_dir,
+                        decrypt=seal.decrypt)
     registry = new_registry()
     service = KmipService(kmip_backend, limits, grant_of=access.grant, audit=KmipAudit(audit),
                           observe=KmipMetrics(registry).observe)

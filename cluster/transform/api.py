@@ -345,8 +345,10 @@ def transform_router(backend: AdminBackend, engine: Engine) -> APIRouter:
         if transformation.type != TransformationType.TOKENIZATION:
             raise ApiError(400, f"transformation {transformation.name} makes no tokens")
         now = int(time.time())
-        _, record = _guarded(lambda: engine.token_record(transformation, body.value, now))
-        return {"metadata": dict(record.metadata), "created_at": record.created_at,
+        token_id, record = _guarded(lambda: engine.token_record(transformation, body.value,
+                                                                now))
+        metadata = _guarded(lambda: engine.token_metadata(transformation, token_id, record))
+        return {"metadata": metadata, "created_at": record.created_at,
                 "expires_at": record.expires_at}
 
     @router.post("/tokens/tidy/{transformation}")

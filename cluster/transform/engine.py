@@ -17,6 +17,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import threading
@@ -85,6 +86,10 @@ def key_associated_data(name: str) -> bytes:
 
 def token_associated_data(name: str, token_id: str) -> bytes:
     return b"keyquorum transform token\x00" + name.encode() + b"\x00" + token_id.encode()
+
+
+def metadata_associated_data(name: str, token_id: str) -> bytes:
+    return b"keyquorum transform token metadata\x00" + name.encode() + b"\x00" + token_id.encode()
 
 
 class Engine:
@@ -253,7 +258,13 @@ class Engine:
             token_id = _token_id(key, token)
             sealed = self._sealer.encrypt(item.value.encode(),
                                           token_associated_data(transformation.name, token_id))
-            stored.append((token_id, TokenRecord(sealed, now, expires_at, metadata)))
+            metadata_sealed = b""
+            if metadata:
+                metadata_sealed = self._sealer.encrypt(
+                    json.dumps(metadata).encode(),
+                    metadata_associated_data(transformation.name, token_id))
+            stored.append((token_id, TokenRecord(sealed, now, expires_at,
+                                                 metadata_sealed=metadata_sealed)))
             results.append(Encoded(token, expires_at=expires_at))
         command = StoreTokens(transformation.name, tuple(stored)) if stored else None
         return results, command
@@ -269,6 +280,16 @@ class Engine:
         if record.expires_at is not None and record.expires_at <= now:
             raise TransformError("the token has expired")
         return token_id, record
+
+    def token_metadata(self, transformation: Transformation, token_id: str,
+                       record: TokenRecord) -> dict[str, str]:
+        """A token's metadata, opened through the barrier (plain in older records)."""
+        if not record.metadata_sealed:
+            return dict(record.metadata)
+        self._require_unsealed()
+        opened = self._sealer.decrypt(record.metadata_sealed,
+                                      metadata_associated_data(transformation.name, token_id))
+        return {str(key): str(value) for key, value in json.loads(opened)}
 
     def _detokenize(self, transformation: Transformation, token: str, now: int) -> str:
         token_id, record = self.token_record(transformation, token, now)

@@ -147,7 +147,11 @@ class TokenRecord:
     created_at: int
     # Seconds since the epoch; None: never expires.
     expires_at: int | None = None
+    # Plain only in records made before metadata was sealed; new records keep it empty.
     metadata: tuple[tuple[str, str], ...] = ()
+    # The metadata pairs as JSON, sealed by the barrier keyring (engine.py,
+    # metadata_associated_data): callers put what they like there, so it may be secret.
+    metadata_sealed: bytes = field(default=b"", repr=False)
 
 
 # Checks shared by apply and the admin API.

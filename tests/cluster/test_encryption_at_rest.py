@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pickle
 import secrets
 import ssl
 import subprocess
@@ -26,7 +27,12 @@ from kmip.core import enums
 from kmip.pie import exceptions, objects
 from kmip.pie.client import ProxyKmipClient
 
+from keyquorum.cluster.audit import hmac_of
+from keyquorum.cluster.audit_state import AuditDevice
+
 SECRETS = {f"key-{n}": secrets.token_bytes(32) for n in range(3)}
+# A value a caller puts in a token's metadata; it may be as secret as the token's value.
+METADATA_SECRET = "metadata-" + secrets.token_hex(16)
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +115,58 @@ def restart_patiently(cluster: Cluster, node_id: str) -> None:
     wait_for(lambda: cluster.health(node_id) is not None, 120, f"{node_id} to serve")
 
 
+def pickled_salts(content: bytes, value: bytes, hashed: str) -> list[bytes]:
+    """32-byte strings pickled in ``content`` under which ``value`` HMACs to ``hashed``.
+
+    A salt kept in the clear would sit in the journal and dumps as a pickled 32-byte
+    string (opcode SHORT_BINBYTES, length 32): every such string is tried as the salt.
+    """
+    found = []
+    start = content.find(b"C\x20")
+    while start != -1:
+        candidate = content[start + 2:start + 34]
+        if len(candidate) == 32 and hmac_of(candidate, value) == hashed:
+            found.append(candidate)
+        start = content.find(b"C\x20", start + 1)
+    return found
+
+
+def sealed_secrets_in_state(cluster: Cluster) -> tuple[str, str]:
+    """An audit device (its salt) and a token with secret metadata; the HMAC of a value."""
+    token = admin_token(cluster)
+    node = cluster.leader()
+    status, _ = api(cluster, node, "POST", "/v1/sys/audit/at-rest",
+                    {"type": "file", "options": {"path": "audit/{node}.log"}}, token)
+    assert status == 200
+    status, hashed = api(cluster, node, "POST", "/v1/sys/audit-hash/at-rest",
+                         {"input": "probe"}, token)
+    assert status == 200
+
+    assert api(cluster, node, "POST", "/v1/kmip/scope/at-rest", None, token)[0] == 200
+    status, scoped = api(cluster, node, "POST", "/v1/auth/token/create",
+                         {"kind": "scoped", "scope": "at-rest"}, token)
+    assert status == 200
+    for path, body in (("/v1/transform/transformation/at-rest-tokens",
+                        {"type": "tokenization"}),
+                       ("/v1/transform/role/at-rest",
+                        {"transformations": ["at-rest-tokens"], "scopes": ["at-rest"]})):
+        assert api(cluster, node, "POST", path, body, token)[0] == 200
+    status, made = api(cluster, node, "POST", "/v1/transform/encode/at-rest",
+                       {"transformation": "at-rest-tokens", "value": "4111",
+                        "metadata": {"owner": METADATA_SECRET}}, scoped["token"])
+    assert status == 200
+    status, kept = api(cluster, node, "POST", "/v1/transform/tokens/metadata/at-rest",
+                       {"transformation": "at-rest-tokens", "value": made["encoded_value"]},
+                       scoped["token"])
+    assert status == 200 and kept["metadata"] == {"owner": METADATA_SECRET}
+    return hashed["hash"], scoped["token"]
+
+
 def test_no_file_holds_the_key_bytes_after_compaction_and_a_snapshot(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     uids = register_known_keys(cluster)
+    audit_hash, _ = sealed_secrets_in_state(cluster)
 
     # A follower restarted to compact every second writes its whole state to a dump.
     follower = cluster.followers(cluster.leader())[0]
@@ -141,6 +195,21 @@ def test_no_file_holds_the_key_bytes_after_compaction_and_a_snapshot(
                 assert form not in content, f"{name} found in {path}"
     # The search would have seen them: the identifiers beside them are in the dump.
     assert all(uid.encode() in dump.read_bytes() for uid in uids.values())
+
+    # The audit device's salt and the token's metadata are sealed too. The salt is
+    # unknown to the test: every pickled 32-byte string is tried against the HMAC the
+    # device gave for "probe" (the search finds a salt kept in the clear, see below).
+    for path in files:
+        content = path.read_bytes()
+        assert not pickled_salts(content, b"probe", audit_hash), f"audit salt in {path}"
+        for form in forms(METADATA_SECRET.encode()):
+            assert form not in content, f"token metadata found in {path}"
+    assert b"at-rest-tokens" in dump.read_bytes()
+    plain_salt = secrets.token_bytes(32)
+    legacy = pickle.dumps(AuditDevice("old", "file", (("path", "a.log"),), plain_salt))
+    assert pickled_salts(legacy, b"probe", hmac_of(plain_salt, b"probe")) == [plain_salt]
+    assert api(cluster, cluster.leader(), "DELETE", "/v1/sys/audit/at-rest", None,
+               admin_token(cluster))[0] == 200
 
     # The cluster CA's private key (the dev CA, installed through the admin API) is
     # in the state too, sealed: no node's data folder and no snapshot holds it. The

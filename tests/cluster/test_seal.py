@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import pickle
 import secrets
 from pathlib import Path
 
 import pytest
 
+from keyquorum.cluster.audit import SEALED_VALUE, AuditBroker, SaltSealedError, hmac_of
+from keyquorum.cluster.audit_state import (
+    AuditDevice,
+    AuditState,
+    EnableAuditDevice,
+    salt_associated_data,
+)
 from keyquorum.cluster.barrier import (
     BarrierError,
     BarrierState,
@@ -24,6 +34,7 @@ from keyquorum.cluster.seal import (
 )
 from keyquorum.cluster.shamir import Share, split
 from keyquorum.cluster.tenancy import Done, Refused
+from keyquorum.kmip.audit import Sensitive
 
 
 def test_a_ciphertext_names_its_term_and_old_terms_still_open() -> None:
@@ -197,3 +208,34 @@ def test_a_restored_record_from_another_cluster_seals_the_nodes_it_does_not_open
     with pytest.raises(UnsealError, match="do not open"):
         seal.unseal(shares[0])
     assert seal.unseal(saved_shares[0]).sealed is False
+
+
+def test_an_audit_salt_is_replicated_sealed_and_a_sealed_node_writes_no_hmac(
+    tmp_path: Path,
+) -> None:
+    _, seal, shares = initialized(1, 1)
+    seal.unseal(shares[0])
+    salt = secrets.token_bytes(32)
+    device = AuditDevice("main", "file", (("path", "audit.log"),), b"",
+                         salt_sealed=seal.encrypt(salt, salt_associated_data("main")))
+    state = AuditState()
+    assert isinstance(state.apply(EnableAuditDevice(device)), Done)
+    assert salt not in state.snapshot() and salt not in pickle.dumps(device)
+    broker = AuditBroker("n1", state, tmp_path, decrypt=seal.decrypt)
+
+    async def record(secret: bytes) -> None:
+        await broker.record("test", {"secret": Sensitive(secret)})
+
+    try:
+        asyncio.run(record(b"k1"))
+        assert broker.hash("main", b"k1") == hmac_of(salt, b"k1")
+        seal.seal()
+        asyncio.run(record(b"k2"))
+        with pytest.raises(SaltSealedError):
+            broker.hash("main", b"k2")
+    finally:
+        broker.close()
+
+    written = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    secrets_written = [entry["secret"] for entry in written if entry["type"] == "test"]
+    assert secrets_written == [hmac_of(salt, b"k1"), SEALED_VALUE]

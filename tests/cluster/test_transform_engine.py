@@ -420,8 +420,10 @@ def test_tokens_expire_carry_metadata_and_are_tidied(world) -> None:
     assert isinstance(short, Encoded) and short.expires_at == NOW + 60
     assert isinstance(default, Encoded) and default.expires_at == NOW + 3600
     assert isinstance(too_long, TransformError) and "max_ttl of 3600s" in str(too_long)
-    _, record = engine.token_record(transformation, short.value, NOW)
-    assert dict(record.metadata) == {"owner": "billing"}
+    token_id, record = engine.token_record(transformation, short.value, NOW)
+    # The metadata is replicated sealed by the barrier, and opens on an unsealed node.
+    assert record.metadata == () and b"billing" not in record.metadata_sealed
+    assert engine.token_metadata(transformation, token_id, record) == {"owner": "billing"}
     assert engine.decode(transformation, [EncodeItem(short.value)], NOW + 61)[0].args == (
         "the token has expired",)
     assert applied(state, PurgeExpiredTokens("tok", NOW + 61)) == 1
