@@ -19,14 +19,19 @@ Two commands need both parts, and are checked here before either changes:
 
 from __future__ import annotations
 
+import logging
 import pickle
+from collections.abc import Callable, Sequence
 
 from keyquorum.kmip.tables import ResultReason
 
 from .audit_state import AUDIT_COMMANDS, AuditState
 from .barrier import BARRIER_COMMANDS, BarrierState, RestoreState
+from .notify import ObjectChange, object_changes, watched
+from .notify_state import NOTIFY_COMMANDS, NotifyState, SetNotifyEndpoint
 from .state import (
     ISSUING_SCOPE,
+    Applied,
     CreateFromSources,
     CreateObject,
     CreateObjects,
@@ -46,6 +51,8 @@ from .tenancy import (
 )
 from .transform.state import TRANSFORM_COMMANDS, TransformState
 
+log = logging.getLogger("keyquorum.state")
+
 # The snapshot's layout. Never renumber: it is read back from disk. A snapshot
 # without it predates tenancy and holds the key store alone.
 SNAPSHOT_FORMAT = 1
@@ -60,6 +67,10 @@ class ClusterState:
         self.barrier = BarrierState()
         self.transform = TransformState()
         self.audit = AuditState()
+        self.notify = NotifyState()
+        # Told, on the Raft thread, what each applied command changed in a scope with
+        # notify endpoints (cluster/notify.py); must be quick and must not block.
+        self.on_object_change: Callable[[Sequence[ObjectChange]], None] | None = None
 
     def apply(self, command: object) -> Outcome | TenancyOutcome:
         if isinstance(command, DeleteScope):
@@ -72,13 +83,37 @@ class ClusterState:
             return self.transform.apply(command)
         if isinstance(command, AUDIT_COMMANDS):
             return self.audit.apply(command)
+        if isinstance(command, NOTIFY_COMMANDS):
+            return self._apply_notify(command)
         if isinstance(command, RestoreState):
             return self._restore_state(command)
         missing = self._missing_scope(command)
         if missing is not None:
             return Rejected(ResultReason.PERMISSION_DENIED,
                             f"scope {missing} does not exist (deleted?)")
-        return self.keys.apply(command)
+        return self._apply_keys(command)
+
+    def _apply_keys(self, command: object) -> Outcome:
+        # Objects are compared before and after only where someone listens.
+        observer = self.on_object_change
+        touched = watched(command) if observer is not None else None
+        if observer is None or touched is None or not self.notify.has_endpoints(touched[0]):
+            return self.keys.apply(command)
+        scope, uids = touched
+        before = {uid: self.keys.get(scope, uid) for uid in uids}
+        outcome = self.keys.apply(command)
+        if isinstance(outcome, Applied):
+            try:
+                observer(object_changes(command, before, lambda uid: self.keys.get(scope, uid)))
+            except Exception as error:  # apply never raises: a lost notice is only logged
+                log.error("object_change_unobserved error=%s", type(error).__name__)
+        return outcome
+
+    def _apply_notify(self, command: object) -> TenancyOutcome:
+        if isinstance(command, SetNotifyEndpoint) and (
+                self.tenancy.scope(command.endpoint.scope) is None):
+            return Refused(Problem.NOT_FOUND, f"no scope named {command.endpoint.scope}")
+        return self.notify.apply(command)
 
     def _missing_scope(self, command: object) -> ScopeName | None:
         """The scope a create names that does not exist, or None.
@@ -106,6 +141,7 @@ class ClusterState:
             return Refused(Problem.CONFLICT, f"scope {command.scope} still holds {held} "
                                              "object(s); delete with force to destroy them too")
         self.keys.drop_scope(command.scope)
+        self.notify.drop_scope(command.scope)
         return self.tenancy.apply(command)
 
     def _restore_state(self, command: RestoreState) -> TenancyOutcome:
@@ -129,6 +165,7 @@ class ClusterState:
             "barrier": self.barrier.snapshot(),
             "transform": self.transform.snapshot(),
             "audit": self.audit.snapshot(),
+            "notify": self.notify.snapshot(),
         }
         return pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -146,3 +183,5 @@ class ClusterState:
         self.transform.restore(parts.get("transform"))
         # Absent from snapshots taken before audit devices existed.
         self.audit.restore(parts.get("audit"))
+        # Absent from snapshots taken before notify endpoints existed.
+        self.notify.restore(parts.get("notify"))

@@ -34,6 +34,8 @@ from .listener import ListenerTls
 from .listener_addresses import ListenerAddresses
 from .log_format import configure_logging
 from .metrics import KmipMetrics, NodeCollector, NodeParts, metrics_router, new_registry
+from .notify import Notifier, client_context
+from .notify_api import notify_router
 from .raft import (
     CommandRejectedError,
     NoQuorumError,
@@ -134,6 +136,11 @@ def _unavailable(error: ReplicationError) -> KmipError:
                      f"the cluster cannot commit right now ({what}); retry or use another node")
 
 
+def _cluster_ca_pem(state: ClusterState) -> bytes | None:
+    cluster_ca = state.tenancy.cluster_ca()
+    return None if cluster_ca is None else cluster_ca.cert_pem
+
+
 def health(config: NodeConfig, replicated: ReplicatedLog, seal: Seal) -> NodeHealth:
     status = replicated.status()
     return NodeHealth(
@@ -217,6 +224,14 @@ async def _serve(config: NodeConfig) -> int:
                         idle_timeout=config.kmip.idle_timeout_seconds,
                         max_connections=config.kmip.max_connections, limits=limits),
             kmip_context, service, revoked=state.tenancy.is_revoked, known=access.known)
+    # Notify and Put to the clients' registered endpoints, from the leader only.
+    notifier = Notifier(
+        state.notify, kmip_backend,
+        is_leader=lambda: replicated.status().role == "leader",
+        client_context=lambda: client_context(
+            str(config.tls.ca_file), _cluster_ca_pem(state), str(config.tls.cert_file),
+            str(config.tls.key_file)))
+    state.on_object_change = notifier.observe
     app = create_api(lambda: health(config, replicated, seal))
     admin = AdminBackend(config, replicated, state, seal)
     install_admin_api(app, admin)
@@ -229,6 +244,7 @@ async def _serve(config: NodeConfig) -> int:
     app.include_router(raft_status_router(str(config.node.id), replicated, seal,
                                           lambda: health(config, replicated, seal).status_code))
     app.include_router(objects_router(admin))
+    app.include_router(notify_router(admin))
     app.include_router(audit_trail_router(admin))
     app.include_router(ui_router())
     try:
@@ -259,6 +275,7 @@ async def _serve(config: NodeConfig) -> int:
     listeners = (frontend,) if https is None else (frontend, https)
     tls_watcher = asyncio.create_task(listener_tls.watch(*listeners), name="keyquorum-tls")
     unsealer = asyncio.create_task(keep_unsealed(seal, admin), name="keyquorum-unseal")
+    notifying = asyncio.create_task(notifier.run(), name="keyquorum-notify")
     # ... and so do its addresses: the KMIP listener moves without dropping a connection.
     mover = asyncio.create_task(ListenerAddresses(config, state.tenancy).watch(frontend),
                                 name="keyquorum-listen")
@@ -276,6 +293,7 @@ async def _serve(config: NodeConfig) -> int:
     tls_watcher.cancel()
     mover.cancel()
     unsealer.cancel()
+    notifying.cancel()
     if registration is not None:
         await asyncio.to_thread(registration.stop)
     await frontend.stop()

@@ -123,10 +123,11 @@ def offered_operations(version: tuple[int, int]) -> tuple[Operation, ...]:
     return tuple(sorted(op for op in offered if _known_in(Operation, op, version)))
 
 
-# Notify and Put, which this server sends to the endpoints an operator registers
-# (cluster/notify.py). They are offered whether or not an endpoint is registered:
-# Query describes what the server can do, and registration is an operator's choice.
-SERVER_TO_CLIENT_OPERATIONS: frozenset[Operation] = frozenset()
+# Notify and Put, which the leader sends to the endpoints an operator registers for
+# a scope (cluster/notify.py). They are offered whether or not an endpoint is
+# registered: Query describes what the server can do, and registering an endpoint
+# is an operator's choice a client cannot make over KMIP.
+SERVER_TO_CLIENT_OPERATIONS = frozenset({Operation.NOTIFY, Operation.PUT})
 
 
 # The profiles whose every mandatory OASIS test case passes through a cluster, as
