@@ -756,7 +756,7 @@ def test_the_openapi_description_is_served(cluster: Cluster) -> None:
     assert "operation_destroy" in description["components"]["schemas"]["RoleBody"]["properties"]
 
 
-BAD_INPUT = [
+BAD_INPUT: list[tuple[str, str, Any, int, str]] = [
     # (method, path, body, status, words the message must hold)
     ("GET", "/v1/kmip/scope/bad%20name", None, 400, "letters, digits"),
     ("POST", "/v1/kmip/scope/bad!name", None, 400, "not allowed"),
