@@ -70,8 +70,9 @@ A retry is only deduplicated while its id is still in the table.
 7. Pickled commands cross the network
 -------------------------------------
 pysyncobj unpickles whatever arrives on its port. The cluster secret (``password``) is
-mandatory, so every message is authenticated and encrypted (Fernet) and a peer without the
-secret is disconnected at its first message. pysyncobj binds 0.0.0.0 unless told
+mandatory, so every message is authenticated and encrypted (AES-256-GCM under a key derived
+from the secret, raft_cipher.py, in place of pysyncobj's costlier Fernet) and a peer
+without the secret is disconnected at its first message. pysyncobj binds 0.0.0.0 unless told
 otherwise; here it binds exactly ``self_address``, and a wildcard address is refused.
 
 8. Full snapshot transfers are slow and disruptive
@@ -100,12 +101,15 @@ from typing import Any, Literal, Protocol
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
+from keyquorum.cluster.raft_cipher import TransportCipher
 from keyquorum.cluster.raft_journal import (
     DurableJournal,
     JournalCounters,
     install_journal_hook,
     quiet_false_truncation_alarm,
 )
+from keyquorum.cluster.raft_read import ReadFailed, ReadIndex
+from keyquorum.cluster.raft_tick import TickPacer, Wakeup
 from keyquorum.cluster.raft_transport import DurableTransport
 
 log = logging.getLogger("keyquorum.cluster.raft")
@@ -120,6 +124,9 @@ DUMP_FORMAT = 1
 RETRY_BACKOFF_SECONDS = 0.02
 # How long one barrier keeps trying on behalf of the reads batched into it.
 BARRIER_GIVE_UP_SECONDS = 30.0
+# The tick stays fast this long after the last work: long enough for the append that
+# tells followers the new commit index, short next to a human's pause between requests.
+FAST_TICK_LINGER_SECONDS = 0.2
 
 
 class ReplicationError(Exception):
@@ -177,6 +184,9 @@ class RaftConfig:
     password: str  # cluster secret; required, it authenticates every Raft message
     # 2 ms tick: pysyncobj's 50 ms default made every write wait 50-150 ms (hazard 1).
     tick_seconds: float = 0.002
+    # While idle the tick and the heartbeat slow down to this (raft_tick.py): pysyncobj's
+    # own heartbeat was 100 ms against the same election timeouts. Capped by idle_period.
+    idle_tick_seconds: float = 0.05
     # pysyncobj's defaults; long enough that a compaction or GC pause is not an election.
     election_timeout_min_seconds: float = 0.4
     election_timeout_max_seconds: float = 1.4
@@ -195,6 +205,13 @@ class RaftConfig:
     request_table_size: int = 10_000
     # An attempt that heard no outcome for this long is proposed again (same request id).
     retry_seconds: float = 1.0
+    # Reads confirm leadership with a ReadIndex round (raft_read.py); True goes back to a
+    # replicated no-op entry per round of reads, kept to measure one against the other.
+    reads_through_log: bool = False
+    # Raft messages are sealed with AES-256-GCM (raft_cipher.py); "fernet" is pysyncobj's
+    # own, several times costlier, kept to measure one against the other. Every node of a
+    # cluster must use the same.
+    transport_cipher: Literal["aes-gcm", "fernet"] = "aes-gcm"
 
     def __post_init__(self) -> None:
         if not self.password:
@@ -204,12 +221,18 @@ class RaftConfig:
             raise ValueError(f"self_address must be host:port, got {self.self_address!r}")
         if host in ("0.0.0.0", "::", "[::]"):
             raise ValueError("self_address must be a concrete address, not a wildcard")
-        if self.tick_seconds <= 0:
-            raise ValueError("tick_seconds must be positive")
+        if self.tick_seconds <= 0 or self.idle_tick_seconds < self.tick_seconds:
+            raise ValueError("tick_seconds must be positive and idle_tick_seconds no less")
         if self.election_timeout_min_seconds <= 3 * self.tick_seconds:
             raise ValueError("election timeout must exceed three ticks")
         if self.max_in_flight < 1 or self.request_table_size < 1:
             raise ValueError("max_in_flight and request_table_size must be positive")
+
+    @property
+    def idle_period(self) -> float:
+        """The idle tick, kept to an eighth of the shortest election timeout or less."""
+        return max(self.tick_seconds,
+                   min(self.idle_tick_seconds, self.election_timeout_min_seconds / 8))
 
 
 Role = Literal["leader", "follower", "candidate"]
@@ -367,11 +390,58 @@ class _RaftCore(SyncObj):
         config: RaftConfig,
         conf: SyncObjConf,
         transport_class: type[DurableTransport],
+        waiters: _Waiters,
     ) -> None:
-        # Set before SyncObj.__init__: its tick thread may start applying at once.
+        # Set before SyncObj.__init__: its tick thread may start applying at once, and the
+        # transport it creates hands ReadIndex's messages to read_index.
         self._applier = applier
+        self._cipher = TransportCipher(config.password) if conf.password is None else None
+        self.wakeup = Wakeup()
+        self.read_index = ReadIndex(_CoreView(self), waiters.resolve, self.wakeup.wake)
+        self._pacer = TickPacer(
+            conf, config.tick_seconds, config.idle_period, FAST_TICK_LINGER_SECONDS,
+            has_work=self._has_work, on_fast=self._on_fast,
+        )
         peers = [p for p in config.peer_addresses if p != config.self_address]
         super().__init__(config.self_address, peers, conf, transportClass=transport_class)
+        self.addOnTickCallback(self._on_tick)
+
+    @property
+    def encryptor(self) -> Any:
+        """What pysyncobj's connections seal and open every message with."""
+        return self._cipher if self._cipher is not None else super().encryptor
+
+    @property
+    def tick_is_fast(self) -> bool:
+        return self._pacer.fast
+
+    def _on_tick(self) -> None:
+        self.wakeup.subscribe(self._poller)
+        self.read_index.on_tick()
+        self._pacer.on_tick()
+
+    def _has_work(self) -> bool:
+        # pysyncobj keeps these private; only read here, on the tick thread that owns them.
+        woken, self.wakeup.woken = self.wakeup.woken, False
+        last_index = self._SyncObj__getCurrentLogIndex()
+        commit_index = self.raftCommitIndex
+        if woken or self.read_index.busy() or self._SyncObj__commandsWaitingReply:
+            return True
+        if self.raftLastApplied < commit_index or commit_index < last_index:
+            return True
+        if self._isLeader():
+            # A connected follower still catching up wants appends at the fast pace.
+            match = self._SyncObj__raftMatchIndex
+            return any(
+                match.get(node, 0) < last_index
+                for node in self.otherNodes if self.isNodeConnected(node)
+            )
+        return False
+
+    def _on_fast(self) -> None:
+        # Send the first append now, not when the idle period would have.
+        self._SyncObj__newAppendEntriesTime = 0.0
+        self.wakeup.wake()
 
     @replicated
     def apply_entry(self, request_id: str, command: object) -> object:
@@ -380,6 +450,39 @@ class _RaftCore(SyncObj):
     @replicated
     def barrier(self, token: str) -> None:
         self._applier.reached_barrier(token)
+
+
+class _CoreView:
+    """What ReadIndex reads of pysyncobj's state; called on the tick thread only."""
+
+    def __init__(self, core: _RaftCore) -> None:
+        self._core = core
+
+    def is_leader(self) -> bool:
+        return bool(self._core._isLeader())
+
+    def term(self) -> int:
+        return int(self._core.raftCurrentTerm)
+
+    def leader(self) -> Any:
+        return self._core._getLeader()
+
+    def peers(self) -> list[Any]:
+        return list(self._core.otherNodes)
+
+    def commit_index(self) -> int:
+        return int(self._core.raftCommitIndex)
+
+    def applied_index(self) -> int:
+        return int(self._core.raftLastApplied)
+
+    def committed_in_own_term(self) -> bool:
+        # pysyncobj appends a no-op on election and remembers its index (private).
+        noop_index = self._core._SyncObj__noopIDx
+        return noop_index is not None and self._core.raftCommitIndex >= noop_index
+
+    def send(self, node: Any, message: dict[str, Any]) -> None:
+        self._core._SyncObj__transport.send(node, message)
 
 
 class ReplicatedLog:
@@ -406,7 +509,8 @@ class ReplicatedLog:
         self._barrier_runner: asyncio.Task[None] | None = None
 
         self._core = _RaftCore(
-            self._applier, config, self._sync_obj_conf(dump_path), transport_class
+            self._applier, config, self._sync_obj_conf(dump_path), transport_class,
+            self._waiters,
         )
         try:
             self._core.waitBinded()
@@ -421,7 +525,8 @@ class ReplicatedLog:
     def _sync_obj_conf(self, dump_path: Path) -> SyncObjConf:
         c = self._config
         return SyncObjConf(
-            password=c.password,
+            # pysyncobj derives its Fernet key from this; AES-GCM replaces it (hazard 7).
+            password=c.password if c.transport_cipher == "fernet" else None,
             bindAddress=c.self_address,  # pysyncobj would bind 0.0.0.0 (hazard 7)
             autoTick=True,
             autoTickPeriod=c.tick_seconds,
@@ -497,12 +602,16 @@ class ReplicatedLog:
             # Take the batch before proposing: only reads already waiting are served by it.
             batch, self._next_barrier = self._next_barrier, None
             token = uuid.uuid4().hex
+            deadline = loop.time() + BARRIER_GIVE_UP_SECONDS
             try:
-                await self._propose_until_applied(
-                    ("barrier", token),
-                    functools.partial(self._propose_barrier, token),
-                    loop.time() + BARRIER_GIVE_UP_SECONDS,
-                )
+                if self._config.reads_through_log:
+                    await self._propose_until_applied(
+                        ("barrier", token),
+                        functools.partial(self._propose_barrier, token),
+                        deadline,
+                    )
+                else:
+                    await self._read_index_until_applied(("read", token), deadline)
             except ReplicationError as exc:
                 batch.set_exception(exc)
             else:
@@ -510,6 +619,26 @@ class ReplicatedLog:
 
     def _propose_barrier(self, token: str, callback: Callable[[object, int], None]) -> None:
         self._core.barrier(token, callback=callback)
+
+    async def _read_index_until_applied(self, key: tuple[str, str], deadline: float) -> None:
+        """Wait until this node applied a read index (raft_read.py), asking again on failure."""
+        loop = asyncio.get_running_loop()
+        while True:
+            ready = self._waiters.add(key, loop)
+            try:
+                self._core.read_index.request(key)
+                retry_at = min(deadline, loop.time() + self._config.retry_seconds)
+                await asyncio.wait((ready,), timeout=max(0.0, retry_at - loop.time()))
+            finally:
+                self._waiters.discard(key, ready)
+
+            if ready.done() and not isinstance(ready.result(), ReadFailed):
+                return
+            if loop.time() >= deadline:
+                raise self._deadline_error()
+            # No leader yet, or leadership changed under the round: ask again shortly.
+            if ready.done():
+                await asyncio.sleep(min(RETRY_BACKOFF_SECONDS, max(0.0, deadline - loop.time())))
 
     async def _propose_until_applied(
         self,
@@ -523,6 +652,7 @@ class ReplicatedLog:
             while True:
                 failed: asyncio.Future[object] = loop.create_future()
                 propose(_failure_reporter(loop, failed))
+                self._core.wakeup.wake()  # an idle tick would take its time to notice
                 retry_at = min(deadline, loop.time() + self._config.retry_seconds)
                 await asyncio.wait(
                     (applied, failed),
@@ -590,6 +720,7 @@ class ReplicatedLog:
     def close(self) -> None:
         """Stop the tick thread, close sockets, sync and close the journal."""
         self._core.destroy_synchronous()
+        self._core.wakeup.close()
         log.info("raft_closed self=%s", self._config.self_address)
 
 

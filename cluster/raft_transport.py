@@ -16,6 +16,9 @@
    past an overlapping append rather than deleting them, those unverified entries could
    otherwise be applied. ``_onMessageReceived`` caps the leader's commit index in each
    append to the last index that append covers, before pysyncobj reads it.
+
+ReadIndex's messages (raft_read.py) travel the same connections, sealed the same way, and
+are handed to the node's ReadIndex instead of pysyncobj, which has no such message types.
 """
 
 from __future__ import annotations
@@ -25,9 +28,14 @@ from typing import Any
 from pysyncobj.transport import TCPTransport
 
 from keyquorum.cluster.raft_journal import DurableJournal
+from keyquorum.cluster.raft_read import MESSAGE_TYPES as READ_INDEX_MESSAGES
 
 # Messages that may leave before a sync: they neither carry nor acknowledge log entries.
-CLAIMS_NOTHING_DURABLE = frozenset({"apply_command", "apply_command_response"})
+# ReadIndex's messages speak of terms (fsynced when they change) and of commit indexes
+# (durable on a majority before they count as committed).
+CLAIMS_NOTHING_DURABLE = frozenset(
+    {"apply_command", "apply_command_response"} | READ_INDEX_MESSAGES
+)
 
 
 class DurableTransport(TCPTransport):
@@ -38,6 +46,7 @@ class DurableTransport(TCPTransport):
         if not isinstance(journal, DurableJournal):
             raise TypeError("DurableTransport needs a DurableJournal as conf.journalFile")
         self._journal = journal
+        self._read_index = syncObj.read_index  # ReadIndex's messages go there, not to pysyncobj
         super().__init__(syncObj, selfNode, otherNodes)
 
     def send(self, node: Any, message: Any) -> bool:
@@ -50,8 +59,13 @@ class DurableTransport(TCPTransport):
         return bool(super().send(node, message))
 
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
-        if isinstance(message, dict) and message.get("type") == "append_entries":
-            _cap_commit_index(message)
+        if isinstance(message, dict):
+            kind = message.get("type")
+            if kind == "append_entries":
+                _cap_commit_index(message)
+            elif kind in READ_INDEX_MESSAGES:
+                self._read_index.on_message(node, message)
+                return
         super()._onMessageReceived(node, message)
 
 

@@ -7,6 +7,11 @@ line on a local TCP control port, which it prints as "ready <port>" once listeni
     {"op": "get", "key": "k"}          read after a read barrier
     {"op": "status"} / {"op": "state"}
     {"op": "load", "writers": 32, "count": 2000, "prefix": "w"}   concurrent writes in-node
+    {"op": "read_load", "readers": 32, "count": 2000}   concurrent linearizable reads in-node
+    {"op": "cpu"}                      CPU seconds this process has used
+
+--reads-through-log and --fernet switch back to the log barrier and pysyncobj's Fernet,
+so that the benchmark can compare them with what replaced them in one run.
 """
 
 from __future__ import annotations
@@ -99,6 +104,10 @@ class ControlServer:
             }
         if op == "load":
             return await self.load(request)
+        if op == "read_load":
+            return await self.read_load(request)
+        if op == "cpu":
+            return {"ok": True, "seconds": time.process_time()}
         raise ValueError(f"unknown op {op!r}")
 
     async def load(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -128,6 +137,32 @@ class ControlServer:
         return {"ok": True, "seconds": elapsed, "failures": failures, "latency": percentiles}
 
 
+    async def read_load(self, request: dict[str, Any]) -> dict[str, Any]:
+        readers, count = request["readers"], request["count"]
+        failures: dict[str, int] = {}
+        latencies: list[float] = []
+        remaining = iter(range(count))
+
+        async def reader() -> None:
+            for _ in remaining:
+                started = time.perf_counter()
+                try:
+                    await self.raft.read_barrier(timeout=10.0)
+                    latencies.append(time.perf_counter() - started)
+                except ReplicationError as exc:
+                    failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(reader() for _ in range(readers)))
+        elapsed = time.perf_counter() - started
+        latencies.sort()
+        percentiles = {
+            f"p{p}": latencies[min(len(latencies) - 1, len(latencies) * p // 100)]
+            for p in (50, 99, 100)
+        } if latencies else {}
+        return {"ok": True, "seconds": elapsed, "failures": failures, "latency": percentiles}
+
+
 async def serve(args: argparse.Namespace) -> None:
     config = RaftConfig(
         self_address=args.self_address,
@@ -135,6 +170,9 @@ async def serve(args: argparse.Namespace) -> None:
         data_dir=Path(args.data_dir),
         password=args.password,
         log_compaction_min_entries=args.compaction_entries,
+        reads_through_log=args.reads_through_log,
+        transport_cipher="fernet" if args.fernet else "aes-gcm",
+        **({"idle_tick_seconds": args.idle_tick} if args.idle_tick else {}),
     )
     machine = KeyValueMachine()
     raft = ReplicatedLog(config, machine)
@@ -155,6 +193,9 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--password", required=True)
     parser.add_argument("--compaction-entries", type=int, default=50_000)
+    parser.add_argument("--reads-through-log", action="store_true")
+    parser.add_argument("--idle-tick", type=float, default=0.0)
+    parser.add_argument("--fernet", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"

@@ -1,0 +1,297 @@
+"""ReadIndex (keyquorum.cluster.raft_read), the tick's pace and the Raft cipher, in-process.
+
+ReadIndex is driven here through a fake view of the Raft node, one tick and one message at
+a time, so that each rule of its theory of operation is checked in isolation; the real
+3-node behaviour (a paused, deposed leader) is in test_raft.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+from typing import Any
+
+import pytest
+from cryptography.exceptions import InvalidTag
+
+from keyquorum.cluster.raft_cipher import TransportCipher
+from keyquorum.cluster.raft_read import (
+    INDEX_REQUEST,
+    INDEX_RESPONSE,
+    PROBE,
+    PROBE_ACK,
+    PROBE_RETRY_SECONDS,
+    ReadFailed,
+    ReadIndex,
+)
+from keyquorum.cluster.raft_tick import TickPacer
+
+
+class FakeView:
+    def __init__(self, leader: bool = True) -> None:
+        self.leading = leader
+        self.current_term = 3
+        self.leader_node: Any = "a" if leader else "b"
+        self.peer_nodes = ["b", "c"]
+        self.commit = 10
+        self.applied = 10
+        self.own_term_committed = True
+        self.sent: list[tuple[Any, dict[str, Any]]] = []
+
+    def is_leader(self) -> bool:
+        return self.leading
+
+    def term(self) -> int:
+        return self.current_term
+
+    def leader(self) -> Any:
+        return self.leader_node
+
+    def peers(self) -> list[Any]:
+        return self.peer_nodes
+
+    def commit_index(self) -> int:
+        return self.commit
+
+    def applied_index(self) -> int:
+        return self.applied
+
+    def committed_in_own_term(self) -> bool:
+        return self.own_term_committed
+
+    def send(self, node: Any, message: dict[str, Any]) -> None:
+        self.sent.append((node, message))
+
+    def take(self, kind: str) -> list[tuple[Any, dict[str, Any]]]:
+        taken = [(node, m) for node, m in self.sent if m["type"] == kind]
+        self.sent = [(node, m) for node, m in self.sent if m["type"] != kind]
+        return taken
+
+
+def make(view: FakeView) -> tuple[ReadIndex, dict[Hashable, object]]:
+    outcomes: dict[Hashable, object] = {}
+    reads = ReadIndex(view, outcomes.__setitem__, lambda: None)
+    return reads, outcomes
+
+
+def ack(reads: ReadIndex, node: str, probe: dict[str, Any], term: int | None = None) -> None:
+    reads.on_message(node, {"type": PROBE_ACK, "term": probe["term"] if term is None else term,
+                            "round": probe["round"]})
+
+
+def test_leader_answers_only_after_a_majority_acknowledged_a_round_sent_after_the_read() -> None:
+    view = FakeView()
+    reads, outcomes = make(view)
+    reads.on_tick()  # an earlier round's acks must not count for a later read
+    reads.request("r1")
+    reads.on_tick()
+
+    probes = view.take(PROBE)
+    assert [node for node, _ in probes] == ["b", "c"]
+    assert probes[0][1]["term"] == 3
+    reads.on_tick()
+    assert outcomes == {}  # no acknowledgement yet
+
+    ack(reads, "b", {"term": 3, "round": probes[0][1]["round"] - 1})
+    reads.on_tick()
+    assert outcomes == {}  # an older round says nothing about this read
+
+    ack(reads, "b", probes[0][1], term=2)
+    reads.on_tick()
+    assert outcomes == {}  # an acknowledgement of another term does not count
+
+    ack(reads, "b", probes[0][1])  # b and the leader itself: a majority of three
+    reads.on_tick()
+    assert outcomes == {"r1": None}
+    assert not reads.busy()
+
+
+def test_concurrent_reads_share_one_round() -> None:
+    view = FakeView()
+    reads, outcomes = make(view)
+    for key in ("r1", "r2", "r3"):
+        reads.request(key)
+    reads.on_tick()
+    probes = view.take(PROBE)
+    assert len(probes) == 2  # one probe per peer for all three reads
+
+    ack(reads, "c", probes[1][1])
+    reads.on_tick()
+    assert outcomes == {"r1": None, "r2": None, "r3": None}
+
+
+def test_read_waits_for_an_entry_of_the_leaders_term_and_for_its_index_to_apply() -> None:
+    view = FakeView()
+    view.own_term_committed = False
+    reads, outcomes = make(view)
+    reads.request("r1")
+    reads.on_tick()
+    assert view.take(PROBE) == []  # the commit index may still lag earlier leaders
+
+    view.own_term_committed = True
+    view.commit, view.applied = 14, 12
+    reads.on_tick()
+    probe = view.take(PROBE)[0][1]
+    view.commit = 20  # commits after the read began do not raise its index
+    ack(reads, "b", probe)
+    reads.on_tick()
+    assert outcomes == {}  # index 14 is not applied here yet
+
+    view.applied = 14
+    reads.on_tick()
+    assert outcomes == {"r1": None}
+
+
+def test_deposed_leader_fails_its_waiting_reads_instead_of_answering() -> None:
+    view = FakeView()
+    reads, outcomes = make(view)
+    reads.request("r1")
+    reads.on_tick()
+    probe = view.take(PROBE)[0][1]
+
+    # An append of a newer term arrived: pysyncobj stepped down and took the new term.
+    view.leading, view.current_term, view.leader_node = False, 4, "b"
+    ack(reads, "b", probe)
+    ack(reads, "c", probe)
+    reads.on_tick()
+    assert outcomes == {"r1": ReadFailed("leader_changed")}
+
+
+def test_peer_acknowledges_only_probes_of_a_term_at_least_its_own() -> None:
+    view = FakeView(leader=False)
+    reads, _ = make(view)
+    reads.on_message("a", {"type": PROBE, "term": 2, "round": 7})
+    assert view.take(PROBE_ACK) == []
+    reads.on_message("a", {"type": PROBE, "term": 3, "round": 8})
+    assert view.take(PROBE_ACK) == [("a", {"type": PROBE_ACK, "term": 3, "round": 8})]
+
+
+def test_unconfirmed_round_is_probed_again() -> None:
+    view = FakeView()
+    reads, outcomes = make(view)
+    reads.request("r1")
+    reads.on_tick()
+    first = view.take(PROBE)[0][1]
+    time.sleep(PROBE_RETRY_SECONDS * 1.5)
+    reads.on_tick()
+    second = view.take(PROBE)[0][1]
+    assert second["round"] > first["round"]
+
+    ack(reads, "c", second)  # a later round confirms the earlier read too
+    reads.on_tick()
+    assert outcomes == {"r1": None}
+
+
+def test_follower_asks_the_leader_and_waits_for_its_own_apply() -> None:
+    follower = FakeView(leader=False)
+    reads, outcomes = make(follower)
+    reads.request("r1")
+    reads.request("r2")
+    reads.on_tick()
+    [(to, asked)] = follower.take(INDEX_REQUEST)
+    assert to == "b"
+
+    # The leader side of the same exchange.
+    leader = FakeView()
+    leader_reads, _ = make(leader)
+    leader_reads.on_message("f", asked)
+    leader_reads.on_tick()
+    ack(leader_reads, "c", leader.take(PROBE)[0][1])
+    leader_reads.on_tick()
+    [(to, answer)] = leader.take(INDEX_RESPONSE)
+    assert to == "f" and answer == {"type": INDEX_RESPONSE, "id": asked["id"], "index": 10}
+
+    follower.applied = 9
+    reads.on_message("b", answer)
+    reads.on_tick()
+    assert outcomes == {}
+    follower.applied = 10
+    reads.on_tick()
+    assert outcomes == {"r1": None, "r2": None}
+
+
+def test_follower_read_fails_when_the_leader_changes_or_refuses() -> None:
+    follower = FakeView(leader=False)
+    reads, outcomes = make(follower)
+    reads.request("r1")
+    reads.on_tick()
+    follower.leader_node = "c"
+    reads.on_tick()
+    assert outcomes == {"r1": ReadFailed("leader_changed")}
+
+    reads.request("r2")
+    reads.on_tick()
+    [(_, asked)] = [m for m in follower.sent if m[1]["type"] == INDEX_REQUEST][-1:]
+    reads.on_message("c", {"type": INDEX_RESPONSE, "id": asked["id"], "error": "not_leader"})
+    assert outcomes["r2"] == ReadFailed("not_leader")
+
+    follower.leader_node = None
+    reads.request("r3")
+    reads.on_tick()
+    assert outcomes["r3"] == ReadFailed("no_leader")
+
+
+def test_single_node_confirms_its_own_rounds() -> None:
+    view = FakeView()
+    view.peer_nodes = []
+    reads, outcomes = make(view)
+    reads.request("r1")
+    reads.on_tick()
+    assert outcomes == {"r1": None}
+
+
+# -- the tick's pace ---------------------------------------------------------------------------
+
+
+class Conf:
+    autoTickPeriod = 0.0
+    appendEntriesPeriod = 0.0
+
+
+def test_tick_is_fast_while_there_is_work_and_slows_after_the_linger() -> None:
+    conf = Conf()
+    work = [False]
+    woken: list[bool] = []
+    pacer = TickPacer(conf, 0.002, 0.05, 0.05, lambda: work[0], lambda: woken.append(True))
+    assert conf.autoTickPeriod == conf.appendEntriesPeriod == 0.002
+
+    pacer.on_tick()
+    assert conf.autoTickPeriod == conf.appendEntriesPeriod == 0.05  # idle from the start
+
+    work[0] = True
+    pacer.on_tick()
+    assert conf.autoTickPeriod == conf.appendEntriesPeriod == 0.002
+    assert woken == [True]  # the first append goes out at once
+
+    work[0] = False
+    pacer.on_tick()
+    assert conf.autoTickPeriod == 0.002  # lingers
+    time.sleep(0.06)
+    pacer.on_tick()
+    assert conf.autoTickPeriod == 0.05
+
+
+# -- the cipher --------------------------------------------------------------------------------
+
+
+def test_cipher_round_trips_and_authenticates_secret_and_timestamp() -> None:
+    sender, receiver = TransportCipher("secret-1"), TransportCipher("secret-1")
+    token = sender.encrypt_at_time(b"append entries", 1234)
+    assert receiver.extract_timestamp(token) == 1234
+    assert receiver.decrypt(token) == b"append entries"
+    assert b"append entries" not in token
+
+    with pytest.raises(InvalidTag):
+        TransportCipher("secret-2").decrypt(token)
+    moved_in_time = token[:1] + (1235).to_bytes(8, "big") + token[9:]
+    with pytest.raises(InvalidTag):
+        receiver.decrypt(moved_in_time)
+    with pytest.raises(ValueError):
+        receiver.decrypt(b"\x02" + token[1:])  # another token version
+
+
+def test_cipher_never_repeats_a_nonce() -> None:
+    cipher = TransportCipher("secret-1")
+    nonces = {cipher.encrypt_at_time(b"x", 0)[9:21] for _ in range(1000)}
+    other = {TransportCipher("secret-1").encrypt_at_time(b"x", 0)[9:21] for _ in range(10)}
+    assert len(nonces) == 1000 and not nonces & other
