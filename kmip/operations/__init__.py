@@ -14,10 +14,12 @@ from ..tables import Operation
 from . import undo
 from .attribute_ops import (
     add_attribute,
+    adjust_attribute,
     delete_attribute,
     get_attribute_list,
     get_attributes,
     modify_attribute,
+    set_attribute,
 )
 from .certificate_ops import certify, recertify, validate
 from .context import Backend, Context
@@ -34,6 +36,7 @@ from .crypto_ops import (
 )
 from .derive_ops import derive_key
 from .keypair_ops import create_key_pair
+from .lifecycle_ops import archive, get_usage_allocation, obtain_lease, recover
 from .object_ops import activate, create, destroy, get, locate, register, revoke
 from .rekey_ops import rekey, rekey_key_pair
 from .server_ops import SUPPORTED_VERSIONS, discover_versions, query
@@ -42,6 +45,12 @@ from .session_ops import cancel, check, interop, log_message, poll
 Handler = Callable[[Context, Any], Awaitable[Any]]
 
 HANDLERS: dict[Operation, Handler] = {
+    Operation.ARCHIVE: archive,
+    Operation.RECOVER: recover,
+    Operation.OBTAIN_LEASE: obtain_lease,
+    Operation.GET_USAGE_ALLOCATION: get_usage_allocation,
+    Operation.SET_ATTRIBUTE: set_attribute,
+    Operation.ADJUST_ATTRIBUTE: adjust_attribute,
     Operation.DISCOVER_VERSIONS: discover_versions,
     Operation.QUERY: query,
     Operation.CREATE: create,
@@ -81,6 +90,11 @@ HANDLERS: dict[Operation, Handler] = {
 
 # Operations that change state: the ones an Undo batch would have to roll back.
 WRITES = frozenset({
+    Operation.ARCHIVE,
+    Operation.RECOVER,
+    Operation.GET_USAGE_ALLOCATION,
+    Operation.SET_ATTRIBUTE,
+    Operation.ADJUST_ATTRIBUTE,
     Operation.CREATE,
     Operation.CREATE_KEY_PAIR,
     Operation.REGISTER,

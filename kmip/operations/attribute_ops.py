@@ -1,4 +1,4 @@
-"""Get Attributes, Get Attribute List, Add, Modify and Delete Attribute.
+"""Get Attributes, Get Attribute List, Add, Modify, Delete, Set and Adjust Attribute.
 
 Stored attributes are 1.x-shaped (a name and an Attribute Value item). A 1.x client
 gets them back as Attribute structures with indexes; a 2.x client as items under
@@ -13,9 +13,11 @@ from collections.abc import Iterable
 
 from keyquorum.cluster.state import (
     AddAttribute,
+    AdjustAttribute,
     DeleteAttribute,
     ManagedObject,
     ModifyAttribute,
+    SetAttribute,
     StoredAttribute,
 )
 from keyquorum.cluster.state import UniqueIdentifier as ObjectId
@@ -32,6 +34,8 @@ from ..errors import KmipError, invalid_field
 from ..payloads import (
     AddAttributeRequestPayload,
     AddAttributeResponsePayload,
+    AdjustAttributeRequestPayload,
+    AdjustAttributeResponsePayload,
     DeleteAttributeRequestPayload,
     DeleteAttributeResponsePayload,
     GetAttributeListRequestPayload,
@@ -40,8 +44,10 @@ from ..payloads import (
     GetAttributesResponsePayload,
     ModifyAttributeRequestPayload,
     ModifyAttributeResponsePayload,
+    SetAttributeRequestPayload,
+    SetAttributeResponsePayload,
 )
-from ..tables import ATTRIBUTE_TAGS, TAG_SINCE, ResultReason, Tag
+from ..tables import ATTRIBUTE_TAGS, TAG_SINCE, AdjustmentType, ResultReason, Tag
 from ..ttlv import Item, ItemType
 from .context import Context
 
@@ -149,7 +155,7 @@ def _reference_name(reference: object) -> str:
 async def get_attributes(
     ctx: Context, payload: GetAttributesRequestPayload
 ) -> GetAttributesResponsePayload:
-    obj = await ctx.read(payload.unique_identifier)
+    obj = await ctx.read(payload.unique_identifier, material=False)
 
     # No names asked for means every attribute (KMIP 1.4 section 4.11).
     wanted = list(payload.attribute_names)
@@ -169,7 +175,7 @@ async def get_attributes(
 async def get_attribute_list(
     ctx: Context, payload: GetAttributeListRequestPayload
 ) -> GetAttributeListResponsePayload:
-    obj = await ctx.read(payload.unique_identifier)
+    obj = await ctx.read(payload.unique_identifier, material=False)
 
     names = list(dict.fromkeys(a.name for a in visible(obj, ctx.version)))
     custom = sorted(name for name in names if name[:2] in _CUSTOM_PREFIXES)
@@ -205,7 +211,7 @@ async def add_attribute(
 
     if not ctx.is_v1:
         return AddAttributeResponsePayload(unique_identifier=ObjectId(uid))
-    obj = await ctx.read(uid)
+    obj = await ctx.read(uid, material=False)
     index = len(obj.values(attribute.name)) - 1
     echoed = Attribute(name=attribute.name, index=index or None, value=attribute.value)
     return AddAttributeResponsePayload(unique_identifier=ObjectId(uid), attribute=echoed)
@@ -215,7 +221,7 @@ async def modify_attribute(
     ctx: Context, payload: ModifyAttributeRequestPayload
 ) -> ModifyAttributeResponsePayload:
     uid = ctx.uid_of(payload.unique_identifier)
-    obj = await ctx.read(uid)
+    obj = await ctx.read(uid, material=False)
 
     # 1.x names the instance by index (0 when absent); 2.x by its current value,
     # or not at all when the attribute has a single instance.
@@ -240,7 +246,7 @@ async def delete_attribute(
     ctx: Context, payload: DeleteAttributeRequestPayload
 ) -> DeleteAttributeResponsePayload:
     uid = ctx.uid_of(payload.unique_identifier)
-    obj = await ctx.read(uid)
+    obj = await ctx.read(uid, material=False)
 
     if payload.attribute_name is not None:
         name = payload.attribute_name
@@ -282,3 +288,33 @@ def _instance(obj: ManagedObject, name: str, index: int) -> Item:
     if index >= len(values):
         raise KmipError(ResultReason.ATTRIBUTE_NOT_FOUND, f"no {name} attribute at index {index}")
     return values[index]
+
+
+async def set_attribute(
+    ctx: Context, payload: SetAttributeRequestPayload
+) -> SetAttributeResponsePayload:
+    """KMIP 2.x: give a single-valued attribute its value, whether it had one or not."""
+    uid = ObjectId(ctx.uid_of(payload.unique_identifier))
+    if len(payload.new_attribute.items) != 1:
+        raise invalid_field("Set Attribute needs exactly one attribute")
+    attribute = stored_v2(payload.new_attribute.items[0])
+
+    await ctx.write(SetAttribute(ctx.scope, uid, attribute, ctx.now()))
+    return SetAttributeResponsePayload(unique_identifier=uid)
+
+
+async def adjust_attribute(
+    ctx: Context, payload: AdjustAttributeRequestPayload
+) -> AdjustAttributeResponsePayload:
+    """KMIP 2.x: increment, decrement or negate a numeric attribute, in the state."""
+    uid = ObjectId(ctx.uid_of(payload.unique_identifier))
+    name = _reference_name(payload.attribute_reference)
+    if payload.adjustment_type not in AdjustmentType._value2member_map_:
+        raise invalid_field("unknown Adjustment Type")
+    amount = None if payload.adjustment_value is None else payload.adjustment_value.value
+    if amount is not None and not isinstance(amount, int):
+        raise KmipError(ResultReason.INVALID_DATA_TYPE, "the Adjustment Value is not a number")
+
+    await ctx.write(AdjustAttribute(ctx.scope, uid, name, int(payload.adjustment_type), amount,
+                                    ctx.now()))
+    return AdjustAttributeResponsePayload(unique_identifier=uid)

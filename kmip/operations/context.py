@@ -92,8 +92,13 @@ class Context:
             raise invalid_field("no unique identifier, and no earlier item set the ID Placeholder")
         return self.placeholder
 
-    async def read(self, requested: Any) -> ManagedObject:
-        """The object an item names, as of a read barrier (linearizable)."""
+    async def read(self, requested: Any, material: bool = True) -> ManagedObject:
+        """The object an item names, as of a read barrier (linearizable).
+
+        With ``material``, its key material opened, and Object Archived for an
+        archived object (it must be recovered first; cluster/state.py Archive);
+        without, its attributes only (material None), archived or not.
+        """
         uid = self.uid_of(requested)
         await self.barrier()
         obj = self.backend.store.get(self.scope, uid)
@@ -101,6 +106,10 @@ class Context:
             # Another scope's object answers exactly as a missing one does.
             raise KmipError(ResultReason.OBJECT_NOT_FOUND, "no object with that identifier")
         self.placeholder = uid
+        if not material:
+            return replace(obj, material=None)
+        if obj.first("Archive Date") is not None:
+            raise KmipError(ResultReason.OBJECT_ARCHIVED, "the object is archived: Recover it")
         if obj.material is None:
             return obj
         return replace(obj, material=self.backend.open_material(obj.material, _bound_to(obj)))

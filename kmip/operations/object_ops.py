@@ -62,12 +62,14 @@ from ..tables import (
     RevocationReasonCode,
     RNGAlgorithm,
     State,
+    StorageStatusMask,
     Tag,
 )
 from ..ttlv import Item, ItemType, decode_item, encode_item
 from .attribute_ops import stored
 from .certificate_attributes import certificate_attributes
 from .context import Context
+from .key_formats import asymmetric_in_format
 from .templates import with_templates
 from .wrapping import unwrap_block, wrap_block
 
@@ -194,7 +196,7 @@ def _digest(material: Item) -> Item | None:
 # Grover's search halves a symmetric key's strength against a quantum computer, so
 # only 256-bit keys keep 128 bits (CNSA 2.0 asks AES-256 for the same reason).
 # Public-key algorithms this server makes (RSA, EC) fall to Shor's algorithm.
-_QUANTUM_SAFE_ALGORITHMS = {
+_QUANTUM_SAFE_ALGORITHMS: dict[int, int] = {
     CryptographicAlgorithm.AES: 256,
     CryptographicAlgorithm.CHACHA20: 256,
     CryptographicAlgorithm.HMAC_SHA256: 256,
@@ -420,7 +422,9 @@ def _flag(obj: ManagedObject, name: str, default: bool) -> bool:
 
 
 def _in_format(obj: ManagedObject, item: Item, wanted: int) -> Item:
-    """The stored symmetric key in the Key Format Type the client asked for."""
+    """The stored key in the Key Format Type the client asked for."""
+    if obj.object_type in (ObjectType.PRIVATE_KEY, ObjectType.PUBLIC_KEY):
+        return asymmetric_in_format(obj.object_type, item, wanted)
     if obj.object_type != ObjectType.SYMMETRIC_KEY:
         stored_format = _key_format(item)
         if stored_format is not None and wanted != stored_format:
@@ -507,9 +511,14 @@ async def locate(ctx: Context, payload: LocateRequestPayload) -> LocateResponseP
     ranges = _date_ranges(wanted)
     exact = [a for a in wanted if a.name not in ranges]
     asks_state = any(a.name == "State" for a in wanted)
+    # Archived objects are found only when the Storage Status Mask asks for them;
+    # without one, on-line objects only (KMIP 1.4 section 4.9).
+    mask = payload.storage_status_mask or StorageStatusMask.ON_LINE_STORAGE
     found = [
         obj for obj in ctx.backend.store.objects(ctx.scope)
-        if all(_matches(obj, attribute) for attribute in exact)
+        if mask & (StorageStatusMask.ARCHIVAL_STORAGE if obj.first("Archive Date")
+                   else StorageStatusMask.ON_LINE_STORAGE)
+        and all(_matches(obj, attribute) for attribute in exact)
         and all(_in_range(obj, name, bounds) for name, bounds in ranges.items())
         and (asks_state or obj.state not in (State.DESTROYED, State.DESTROYED_COMPROMISED))
     ]

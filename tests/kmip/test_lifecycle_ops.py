@@ -16,7 +16,7 @@ import pytest
 
 from keyquorum.cluster.barrier import Keyring
 from keyquorum.cluster.state import Command, KeyStore, Outcome
-from keyquorum.kmip.attributes import Attribute, Attributes, Name, TemplateAttribute
+from keyquorum.kmip.attributes import Attribute, Attributes, Name, NewAttribute, TemplateAttribute
 from keyquorum.kmip.frontend import ClientIdentity
 from keyquorum.kmip.messages import (
     RequestBatchItem,
@@ -27,31 +27,45 @@ from keyquorum.kmip.messages import (
     decode_message,
     encode_message,
 )
-from keyquorum.kmip.objects import Template
+from keyquorum.kmip.objects import CryptographicParameters, Template
 from keyquorum.kmip.operations import crypto_ops
+from keyquorum.kmip.operations.object_ops import LEASE_SECONDS
 from keyquorum.kmip.payloads import (
+    ActivateRequestPayload,
+    AddAttributeRequestPayload,
+    AdjustAttributeRequestPayload,
+    ArchiveRequestPayload,
     CreateRequestPayload,
     DestroyRequestPayload,
+    EncryptRequestPayload,
     GetAttributesRequestPayload,
     GetRequestPayload,
+    GetUsageAllocationRequestPayload,
     LocateRequestPayload,
+    ObtainLeaseRequestPayload,
     ProtocolVersion,
     QueryRequestPayload,
+    RecoverRequestPayload,
     RegisterRequestPayload,
     RNGSeedRequestPayload,
+    SetAttributeRequestPayload,
 )
 from keyquorum.kmip.service import KmipService
 from keyquorum.kmip.tables import (
+    AdjustmentType,
+    BlockCipherMode,
     CryptographicAlgorithm,
     ObjectType,
     Operation,
     QueryFunction,
     ResultReason,
     ResultStatus,
+    StorageStatusMask,
     Tag,
 )
 from keyquorum.kmip.ttlv import Item, ItemType
 
+ECB = CryptographicParameters(block_cipher_mode=BlockCipherMode.ECB)
 CLIENT = ClientIdentity(address="127.0.0.1:1", certificate_serial=1, common_name="test",
                         certificate_der=b"")
 
@@ -259,3 +273,161 @@ def test_query_offers_templates_to_1x_clients_only(service: KmipService) -> None
 
     assert ObjectType.TEMPLATE in ok(service, Operation.QUERY, ask).object_types
     assert ObjectType.TEMPLATE not in ok(service, Operation.QUERY, ask, (2, 1)).object_types
+
+
+# Archive and Recover.
+
+
+def active_key(service: KmipService, *extra: Attribute) -> str:
+    uid = str(ok(service, Operation.CREATE, aes(256, *extra)).unique_identifier)
+    ok(service, Operation.ACTIVATE, ActivateRequestPayload(unique_identifier=uid))
+    return uid
+
+
+def test_an_archived_key_is_not_served_or_used_until_recovered(service: KmipService) -> None:
+    uid = active_key(service)
+    before = ok(service, Operation.GET, GetRequestPayload(unique_identifier=uid)).object
+
+    ok(service, Operation.ARCHIVE, ArchiveRequestPayload(unique_identifier=uid))
+
+    assert refused(service, Operation.GET, GetRequestPayload(unique_identifier=uid)) == \
+        ResultReason.OBJECT_ARCHIVED
+    assert refused(service, Operation.ENCRYPT, EncryptRequestPayload(
+        unique_identifier=uid, data=bytes(16), cryptographic_parameters=ECB)) == \
+        ResultReason.OBJECT_ARCHIVED
+    assert refused(service, Operation.ARCHIVE, ArchiveRequestPayload(unique_identifier=uid)) == \
+        ResultReason.OBJECT_ARCHIVED
+    # Its attributes stay readable; it carries its Archive Date.
+    assert isinstance(attribute_of(service, uid, "Archive Date"), int)
+
+    ok(service, Operation.RECOVER, RecoverRequestPayload(unique_identifier=uid))
+
+    after = ok(service, Operation.GET, GetRequestPayload(unique_identifier=uid)).object
+    assert after.key_block.key_value.key_material == before.key_block.key_value.key_material
+    assert attribute_of(service, uid, "Archive Date") is None
+
+
+def test_locate_finds_archived_objects_only_when_asked(service: KmipService) -> None:
+    online = active_key(service)
+    archived = active_key(service)
+    ok(service, Operation.ARCHIVE, ArchiveRequestPayload(unique_identifier=archived))
+
+    default = ok(service, Operation.LOCATE, LocateRequestPayload())
+    only_archived = ok(service, Operation.LOCATE, LocateRequestPayload(
+        storage_status_mask=StorageStatusMask.ARCHIVAL_STORAGE))
+    both = ok(service, Operation.LOCATE, LocateRequestPayload(
+        storage_status_mask=StorageStatusMask.ARCHIVAL_STORAGE
+        | StorageStatusMask.ON_LINE_STORAGE))
+
+    assert default.unique_identifiers == (online,)
+    assert only_archived.unique_identifiers == (archived,)
+    assert set(both.unique_identifiers) == {online, archived}
+
+
+def test_archive_date_is_the_servers_to_set(service: KmipService) -> None:
+    uid = active_key(service)
+
+    # KMIP 1.x has no Attribute Read Only reason: it says Permission Denied.
+    assert refused(service, Operation.ADD_ATTRIBUTE, AddAttributeRequestPayload(
+        unique_identifier=uid, attribute=attr("Archive Date", ItemType.DATE_TIME, 1))) == \
+        ResultReason.PERMISSION_DENIED
+
+
+# Obtain Lease and Get Usage Allocation.
+
+
+def usage_limits(total: int) -> Attribute:
+    return attr("Usage Limits", ItemType.STRUCTURE, [
+        Item(Tag.USAGE_LIMITS_TOTAL, ItemType.LONG_INTEGER, total),
+        Item(Tag.USAGE_LIMITS_COUNT, ItemType.LONG_INTEGER, total),
+        Item(Tag.USAGE_LIMITS_UNIT, ItemType.ENUMERATION, 2),
+    ])
+
+
+def test_obtain_lease_answers_the_objects_lease_time(service: KmipService) -> None:
+    default = active_key(service)
+    short = active_key(service, attr("Lease Time", ItemType.INTERVAL, 60))
+    pre_active = str(ok(service, Operation.CREATE, aes(128)).unique_identifier)
+
+    lease = ok(service, Operation.OBTAIN_LEASE,
+               ObtainLeaseRequestPayload(unique_identifier=default))
+    assert lease.lease_time == LEASE_SECONDS
+    assert lease.last_change_date is not None
+    assert ok(service, Operation.OBTAIN_LEASE, ObtainLeaseRequestPayload(
+        unique_identifier=short)).lease_time == 60
+    assert refused(service, Operation.OBTAIN_LEASE, ObtainLeaseRequestPayload(
+        unique_identifier=pre_active), (2, 1)) == ResultReason.WRONG_KEY_LIFECYCLE_STATE
+
+
+def test_a_usage_allocation_is_spent_from_the_usage_limits(service: KmipService) -> None:
+    uid = active_key(service, usage_limits(10))
+    unlimited = active_key(service)
+
+    ok(service, Operation.GET_USAGE_ALLOCATION, GetUsageAllocationRequestPayload(
+        unique_identifier=uid, usage_limits_count=7))
+
+    limits = attribute_of(service, uid, "Usage Limits")
+    assert isinstance(limits, list)
+    assert [item.value for item in limits if item.tag == Tag.USAGE_LIMITS_COUNT] == [3]
+    assert refused(service, Operation.GET_USAGE_ALLOCATION, GetUsageAllocationRequestPayload(
+        unique_identifier=uid, usage_limits_count=4)) == ResultReason.PERMISSION_DENIED
+    assert refused(service, Operation.GET_USAGE_ALLOCATION, GetUsageAllocationRequestPayload(
+        unique_identifier=unlimited, usage_limits_count=1)) == ResultReason.ITEM_NOT_FOUND
+
+
+# Set Attribute and Adjust Attribute (KMIP 2.x).
+
+
+def v2_attribute(tag: int, item_type: ItemType, value: object) -> NewAttribute:
+    return NewAttribute(items=(Item(tag, item_type, value),))
+
+
+def v2_value(service: KmipService, uid: str, tag: int) -> object:
+    answer = ok(service, Operation.GET_ATTRIBUTES, GetAttributesRequestPayload(
+        unique_identifier=uid, attribute_references=(tag,)), (2, 1))
+    items = answer.attributes.items if answer.attributes else ()
+    return items[0].value if items else None
+
+
+def test_set_attribute_adds_then_replaces_a_single_value(service: KmipService) -> None:
+    uid = str(ok(service, Operation.CREATE, aes_v2(256), (2, 1)).unique_identifier)
+
+    for text in ("first", "second"):
+        ok(service, Operation.SET_ATTRIBUTE, SetAttributeRequestPayload(
+            unique_identifier=uid,
+            new_attribute=v2_attribute(Tag.DESCRIPTION, ItemType.TEXT_STRING, text)), (2, 1))
+        assert v2_value(service, uid, Tag.DESCRIPTION) == text
+
+    assert refused(service, Operation.SET_ATTRIBUTE, SetAttributeRequestPayload(
+        unique_identifier=uid,
+        new_attribute=v2_attribute(Tag.STATE, ItemType.ENUMERATION, 2)), (2, 1)) == \
+        ResultReason.ATTRIBUTE_READ_ONLY
+
+
+def test_adjust_attribute_increments_decrements_and_keeps_the_range(
+    service: KmipService
+) -> None:
+    uid = str(ok(service, Operation.CREATE, aes_v2(
+        256, Item(Tag.LEASE_TIME, ItemType.INTERVAL, 100)), (2, 1)).unique_identifier)
+
+    def adjust(kind: AdjustmentType, amount: int | None) -> AdjustAttributeRequestPayload:
+        value = None if amount is None else Item(Tag.ADJUSTMENT_VALUE, ItemType.INTERVAL, amount)
+        return AdjustAttributeRequestPayload(unique_identifier=uid,
+                                             attribute_reference=Tag.LEASE_TIME,
+                                             adjustment_type=kind, adjustment_value=value)
+
+    ok(service, Operation.ADJUST_ATTRIBUTE, adjust(AdjustmentType.INCREMENT, 20), (2, 1))
+    assert v2_value(service, uid, Tag.LEASE_TIME) == 120
+    ok(service, Operation.ADJUST_ATTRIBUTE, adjust(AdjustmentType.DECREMENT, 100), (2, 1))
+    assert v2_value(service, uid, Tag.LEASE_TIME) == 20
+
+    # An Interval cannot go below zero; Negate would make it negative.
+    assert refused(service, Operation.ADJUST_ATTRIBUTE,
+                   adjust(AdjustmentType.DECREMENT, 21), (2, 1)) == ResultReason.NUMERIC_RANGE
+    assert refused(service, Operation.ADJUST_ATTRIBUTE,
+                   adjust(AdjustmentType.NEGATE, None), (2, 1)) == ResultReason.NUMERIC_RANGE
+    assert v2_value(service, uid, Tag.LEASE_TIME) == 20
+    # A text attribute is no number.
+    assert refused(service, Operation.ADJUST_ATTRIBUTE, AdjustAttributeRequestPayload(
+        unique_identifier=uid, attribute_reference=Tag.OBJECT_TYPE,
+        adjustment_type=AdjustmentType.NEGATE), (2, 1)) == ResultReason.ATTRIBUTE_READ_ONLY
