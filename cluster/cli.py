@@ -15,6 +15,7 @@ import click
 from keyquorum.cluster.cli_admin import register as register_admin_commands
 from keyquorum.cluster.cli_bench import register as register_bench_command
 from keyquorum.cluster.cli_operator import register as register_operator_commands
+from keyquorum.cluster.cli_replication import register as register_replication_commands
 from keyquorum.cluster.cli_status import register as register_status_commands
 from keyquorum.cluster.config import ConfigError, load_config
 from keyquorum.cluster.dev import DEFAULT_BASE_PORT, DevError, DevOptions, run_dev
@@ -186,6 +187,8 @@ register_status_commands(cli)
 register_transform_commands(cli)
 # bench: a KMIP load generator for any server (cluster/cli_bench.py).
 register_bench_command(cli)
+# replication primary|secondary|status|disable|dr|dr-token (cluster/cli_replication.py).
+register_replication_commands(cli)
 
 
 def main() -> None:
