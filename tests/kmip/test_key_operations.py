@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, keywrap, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
@@ -47,6 +47,7 @@ from keyquorum.kmip.objects import (
     KeyValue,
     KeyWrappingData,
     KeyWrappingSpecification,
+    PublicKey,
     SecretData,
     SymmetricKey,
 )
@@ -83,6 +84,7 @@ from keyquorum.kmip.tables import (
     LinkType,
     ObjectType,
     Operation,
+    RecommendedCurve,
     ResultReason,
     ResultStatus,
     SecretDataType,
@@ -668,3 +670,73 @@ def test_recertify_renews_for_the_same_key_and_issuer(service: KmipService) -> N
     renewed = attributes_of(service, new)
     assert renewed["Name"][0][0].value == "web-cert"
     assert renewed["Activation Date"] == [renewed["Initial Date"][0] + 60]
+
+
+# Asymmetric keys in the format a Get asks for.
+
+
+def material_in(service: KmipService, uid: str, key_format: int) -> Any:
+    got = one(service, Operation.GET, GetRequestPayload(unique_identifier=uid,
+                                                        key_format_type=key_format)).object
+    assert got.key_block.key_format_type == key_format
+    return got.key_block.key_value.key_material
+
+
+def test_rsa_keys_convert_between_pkcs1_pkcs8_x509_and_transparent(service: KmipService) -> None:
+    pair = rsa_pair(service)
+    private_uid, public_uid = pair.private_key_unique_identifier, pair.public_key_unique_identifier
+    private = serialization.load_der_private_key(
+        material_in(service, private_uid, KeyFormatType.PKCS_1), None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    numbers = private.private_numbers()
+
+    pkcs8 = material_in(service, private_uid, KeyFormatType.PKCS_8)
+    assert serialization.load_der_private_key(pkcs8, None).private_numbers() == numbers  # type: ignore[union-attr]
+    transparent = material_in(service, private_uid, KeyFormatType.TRANSPARENT_RSA_PRIVATE_KEY)
+    fields = {child.tag: child.value for child in transparent.value}
+    assert (fields[Tag.MODULUS], fields[Tag.PRIVATE_EXPONENT], fields[Tag.P]) == (
+        numbers.public_numbers.n, numbers.d, numbers.p)
+
+    spki = material_in(service, public_uid, KeyFormatType.X_509)
+    assert serialization.load_der_public_key(spki) == private.public_key()
+    public = material_in(service, public_uid, KeyFormatType.TRANSPARENT_RSA_PUBLIC_KEY)
+    assert [child.value for child in public.value] == [numbers.public_numbers.n, 65537]
+
+    answer = send(service, (Operation.GET, GetRequestPayload(
+        unique_identifier=public_uid, key_format_type=KeyFormatType.PKCS_8)))[0]
+    assert answer.result_reason == ResultReason.KEY_FORMAT_TYPE_NOT_SUPPORTED
+
+
+def test_ec_keys_convert_and_a_transparent_key_registered_comes_back_as_der(
+    service: KmipService,
+) -> None:
+    pair = one(service, Operation.CREATE_KEY_PAIR, CreateKeyPairRequestPayload(
+        common_template_attribute=template(
+            attr("Cryptographic Algorithm", ItemType.ENUMERATION, CryptographicAlgorithm.EC),
+            attr("Cryptographic Length", ItemType.INTEGER, 256))))
+    private = serialization.load_der_private_key(
+        material_in(service, pair.private_key_unique_identifier, KeyFormatType.PKCS_8), None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey)
+
+    transparent = material_in(service, pair.private_key_unique_identifier,
+                              KeyFormatType.TRANSPARENT_EC_PRIVATE_KEY)
+    assert [child.value for child in transparent.value] == [
+        RecommendedCurve.P_256, private.private_numbers().private_value]
+    sec1 = material_in(service, pair.private_key_unique_identifier, KeyFormatType.ECPRIVATEKEY)
+    reread = serialization.load_der_private_key(sec1, None)
+    assert isinstance(reread, ec.EllipticCurvePrivateKey)
+    assert reread.private_numbers() == private.private_numbers()
+    point = material_in(service, pair.public_key_unique_identifier, KeyFormatType.RAW)
+    assert point == private.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
+    # A key registered in a transparent format is served as DER on request.
+    registered = one(service, Operation.REGISTER, RegisterRequestPayload(
+        object_type=ObjectType.PUBLIC_KEY, object=PublicKey(key_block=KeyBlock(
+            key_format_type=KeyFormatType.TRANSPARENT_EC_PUBLIC_KEY,
+            key_value=KeyValue(key_material=Item(Tag.KEY_MATERIAL, ItemType.STRUCTURE, [
+                Item(Tag.RECOMMENDED_CURVE, ItemType.ENUMERATION, RecommendedCurve.P_256),
+                Item(Tag.Q_STRING, ItemType.BYTE_STRING, point)])),
+            cryptographic_algorithm=CryptographicAlgorithm.EC, cryptographic_length=256))))
+    spki = material_in(service, registered.unique_identifier, KeyFormatType.X_509)
+    assert serialization.load_der_public_key(spki) == private.public_key()
