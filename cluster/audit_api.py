@@ -78,7 +78,7 @@ PLAIN_FIELDS = frozenset({
     "server_hostnames", "server_ips", "listen_addrs", "scope_field", "role_field",
     "key_type", "fingerprint_sha256", "sans", "errors", "type", "device", "path",
     "address", "facility", "tag", "description", "hash", "encoding", "node_id", "leader",
-    "progress_text", "seal_type", "devices", "options", "local",
+    "progress_text", "seal_type", "devices", "options", "local", "kmip_version",
 })
 
 # Calls never recorded, and calls served even when no device can write.
