@@ -121,6 +121,16 @@ class CreateFromSources:
 
 
 @dataclass(frozen=True)
+class ImportObject:
+    """KMIP 2.x Import: an object under the client's identifier, with exactly the
+    attributes it brings (State and dates included), replacing one of that
+    identifier only when ``replace_existing`` says so."""
+
+    object: CreateObject
+    replace_existing: bool
+
+
+@dataclass(frozen=True)
 class AddAttribute:
     scope: ScopeName
     uid: UniqueIdentifier
@@ -256,6 +266,7 @@ class NoOp:
 Command = (
     CreateObject
     | CreateObjects
+    | ImportObject
     | CreateFromSources
     | AddAttribute
     | ModifyAttribute
@@ -388,6 +399,8 @@ class KeyStore:
                 return self._create(command)
             if isinstance(command, CreateObjects):
                 return self._create_all(command)
+            if isinstance(command, ImportObject):
+                return self._import(command)
             if isinstance(command, CreateFromSources):
                 return self._create_from(command)
             if isinstance(command, NoOp):
@@ -441,6 +454,37 @@ class KeyStore:
             else:
                 self._objects[key] = before
         return Applied(command.entries[0][0] if command.entries else None)
+
+    def _import(self, command: ImportObject) -> Outcome:
+        create = command.object
+        key = (create.scope, create.uid)
+        if key in self._objects and not command.replace_existing:
+            return Rejected(ResultReason.OBJECT_ALREADY_EXISTS,
+                            "an object has that identifier; set Replace Existing to replace it")
+
+        # The attributes are the client's own, but the identifier and type are the
+        # object's, and an object without a State starts Pre-Active.
+        given = [a for a in create.attributes if a.name not in ("Unique Identifier", "Object Type")]
+        state_item = next((a.value for a in given if a.name == "State"), None)
+        if state_item is not None and state_item.value not in State._value2member_map_:
+            return Rejected(ResultReason.INVALID_FIELD, "unknown State")
+        state = State.PRE_ACTIVE if state_item is None else State(state_item.value)
+        server_set = [
+            StoredAttribute("Unique Identifier", attribute_value(ItemType.TEXT_STRING, create.uid)),
+            StoredAttribute("Object Type", enum_value(create.object_type)),
+        ]
+        if state_item is None:
+            server_set.append(StoredAttribute("State", enum_value(state)))
+        destroyed = state in (State.DESTROYED, State.DESTROYED_COMPROMISED)
+        self._objects[key] = ManagedObject(
+            scope=create.scope,
+            uid=create.uid,
+            object_type=create.object_type,
+            state=state,
+            attributes=tuple(server_set + given),
+            material=None if destroyed else create.material,
+        )
+        return Applied(create.uid)
 
     def _create_all(self, command: CreateObjects) -> Outcome:
         # Check every identifier before creating any, so that a refusal leaves none.

@@ -41,6 +41,7 @@ from .object_ops import activate, create, destroy, get, locate, register, revoke
 from .rekey_ops import rekey, rekey_key_pair
 from .server_ops import SUPPORTED_VERSIONS, discover_versions, query
 from .session_ops import cancel, check, interop, log_message, poll
+from .transfer_ops import export, import_object
 
 Handler = Callable[[Context, Any], Awaitable[Any]]
 
@@ -51,6 +52,8 @@ HANDLERS: dict[Operation, Handler] = {
     Operation.GET_USAGE_ALLOCATION: get_usage_allocation,
     Operation.SET_ATTRIBUTE: set_attribute,
     Operation.ADJUST_ATTRIBUTE: adjust_attribute,
+    Operation.IMPORT: import_object,
+    Operation.EXPORT: export,
     Operation.DISCOVER_VERSIONS: discover_versions,
     Operation.QUERY: query,
     Operation.CREATE: create,
@@ -95,6 +98,9 @@ WRITES = frozenset({
     Operation.GET_USAGE_ALLOCATION,
     Operation.SET_ATTRIBUTE,
     Operation.ADJUST_ATTRIBUTE,
+    Operation.IMPORT,
+    # Export clears Fresh, as Get does.
+    Operation.EXPORT,
     Operation.CREATE,
     Operation.CREATE_KEY_PAIR,
     Operation.REGISTER,

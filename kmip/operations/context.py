@@ -23,6 +23,7 @@ from keyquorum.cluster.state import (
     CreateFromSources,
     CreateObject,
     CreateObjects,
+    ImportObject,
     KeyStore,
     ManagedObject,
     Outcome,
@@ -136,6 +137,8 @@ class Context:
             return self._sealed_object(command)
         if isinstance(command, CreateObjects):
             return CreateObjects(tuple(self._sealed_object(each) for each in command.objects))
+        if isinstance(command, ImportObject):
+            return replace(command, object=self._sealed_object(command.object))
         if isinstance(command, CreateFromSources):
             return replace(command, objects=tuple(self._sealed_object(each)
                                                   for each in command.objects))

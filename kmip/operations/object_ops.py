@@ -296,7 +296,7 @@ async def register(ctx: Context, payload: RegisterRequestPayload) -> RegisterRes
     if payload.object is None:
         raise KmipError(ResultReason.INVALID_FIELD if ctx.is_v1 else ResultReason.MISSING_DATA,
                         "Register needs the object to register")
-    if payload.object.TAG != _object_tag(payload.object_type):
+    if payload.object.TAG != object_tag(payload.object_type):
         raise invalid_field("the object does not match the Object Type")
     if isinstance(payload.object, Template):
         if not ctx.is_v1:
@@ -351,7 +351,7 @@ async def _holds_wrapping_key(ctx: Context, block: KeyBlock) -> bool:
     return ctx.backend.store.get(ctx.scope, information.unique_identifier) is not None
 
 
-def _object_tag(object_type: int) -> int:
+def object_tag(object_type: int) -> int:
     return {
         ObjectType.SYMMETRIC_KEY: Tag.SYMMETRIC_KEY,
         ObjectType.SECRET_DATA: Tag.SECRET_DATA,

@@ -38,9 +38,11 @@ from keyquorum.kmip.payloads import (
     CreateRequestPayload,
     DestroyRequestPayload,
     EncryptRequestPayload,
+    ExportRequestPayload,
     GetAttributesRequestPayload,
     GetRequestPayload,
     GetUsageAllocationRequestPayload,
+    ImportRequestPayload,
     LocateRequestPayload,
     ObtainLeaseRequestPayload,
     ProtocolVersion,
@@ -431,3 +433,54 @@ def test_adjust_attribute_increments_decrements_and_keeps_the_range(
     assert refused(service, Operation.ADJUST_ATTRIBUTE, AdjustAttributeRequestPayload(
         unique_identifier=uid, attribute_reference=Tag.OBJECT_TYPE,
         adjustment_type=AdjustmentType.NEGATE), (2, 1)) == ResultReason.ATTRIBUTE_READ_ONLY
+
+
+# Import and Export (KMIP 2.x).
+
+
+def test_export_answers_the_object_with_its_attributes(service: KmipService) -> None:
+    uid = str(ok(service, Operation.CREATE, aes_v2(256), (2, 1)).unique_identifier)
+
+    exported = ok(service, Operation.EXPORT, ExportRequestPayload(unique_identifier=uid), (2, 1))
+
+    got = ok(service, Operation.GET, GetRequestPayload(unique_identifier=uid), (2, 1))
+    assert exported.object == got.object
+    tags = [item.tag for item in exported.attributes.items]
+    assert Tag.UNIQUE_IDENTIFIER in tags and Tag.INITIAL_DATE in tags
+    assert Tag.STATE in tags
+
+
+def test_a_destroyed_key_is_exported_without_its_key(service: KmipService) -> None:
+    uid = str(ok(service, Operation.CREATE, aes_v2(256), (2, 1)).unique_identifier)
+    ok(service, Operation.DESTROY, DestroyRequestPayload(unique_identifier=uid), (2, 1))
+
+    exported = ok(service, Operation.EXPORT, ExportRequestPayload(unique_identifier=uid), (2, 1))
+
+    block = exported.object.key_block
+    assert block.key_value is None
+    assert block.cryptographic_length == 256
+
+
+def test_import_keeps_the_clients_identifier_and_attributes(service: KmipService) -> None:
+    source = active_key(service)
+    exported = ok(service, Operation.EXPORT, ExportRequestPayload(unique_identifier=source),
+                  (2, 1))
+
+    def imported(replace_existing: bool | None) -> ImportRequestPayload:
+        return ImportRequestPayload(unique_identifier="moved-key",
+                                    object_type=ObjectType.SYMMETRIC_KEY,
+                                    replace_existing=replace_existing,
+                                    attributes=exported.attributes, object=exported.object)
+
+    answer = ok(service, Operation.IMPORT, imported(None), (2, 1))
+
+    assert answer.unique_identifier == "moved-key"
+    moved = ok(service, Operation.GET, GetRequestPayload(unique_identifier="moved-key"), (2, 1))
+    assert moved.object == exported.object
+    for tag in (Tag.STATE, Tag.INITIAL_DATE, Tag.ACTIVATION_DATE):
+        assert v2_value(service, "moved-key", tag) == v2_value(service, source, tag)
+
+    # Once there, the identifier is replaced only when the client says so.
+    assert refused(service, Operation.IMPORT, imported(False), (2, 1)) == \
+        ResultReason.OBJECT_ALREADY_EXISTS
+    ok(service, Operation.IMPORT, imported(True), (2, 1))
