@@ -12,7 +12,7 @@ this node waiting for that request id (``loop.call_soon_threadsafe``). Results a
 delivered by *applying*, not by pysyncobj's per-call callbacks, which serve only to notice
 early that an attempt failed.
 
-pysyncobj carries eight hazards. Each is contained here or in the two modules beside this
+pysyncobj carries nine hazards. Each is contained here or in the two modules beside this
 one, and each has a test in tests/cluster/test_raft.py.
 
 1. The tick sets the latency
@@ -82,6 +82,18 @@ rare (``log_compaction_min_entries`` high, ``log_compaction_min_seconds`` long) 
 ``submit`` bounds the commands in flight with a semaphore (``max_in_flight``), so the log
 grows at the rate the cluster commits and a briefly lagging follower catches up from the
 journal.
+
+9. A restarted node would start from node.toml's members
+--------------------------------------------------------
+Membership changes online (``change_membership``; ``keyquorum operator raft join`` and
+``remove-peer``) are pysyncobj's own: one member at a time, each an entry in the log, the
+next refused until the last is applied; the joining node is started with the current
+members in its node.toml. pysyncobj applies the changes in its journal only as it replays
+committed entries, so a restarted node would first count node.toml's stale list towards
+its quorum, where a removed node still running could vote it leader. ``ReplicatedLog``
+therefore hands pysyncobj the membership worked out from the dump and the journal before
+it starts (raft_membership.py); node.toml's peers count only on a node's very first start.
+Membership messages between nodes need the cluster secret like every other (hazard 7).
 """
 
 from __future__ import annotations
@@ -95,7 +107,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -108,6 +120,7 @@ from keyquorum.cluster.raft_journal import (
     install_journal_hook,
     quiet_false_truncation_alarm,
 )
+from keyquorum.cluster.raft_membership import starting_members
 from keyquorum.cluster.raft_read import ReadFailed, ReadIndex
 from keyquorum.cluster.raft_tick import TickPacer, Wakeup
 from keyquorum.cluster.raft_transport import DurableTransport
@@ -142,6 +155,21 @@ class CommitTimeoutError(ReplicationError):
 
     The command may still commit later; retrying with the same request id is safe.
     """
+
+
+class MembershipChangeError(ReplicationError):
+    """pysyncobj refused a membership change; the message says why and what to do."""
+
+
+# What a refused membership change means (pysyncobj's FAIL_REASON), for the operator.
+_MEMBERSHIP_REFUSALS = {
+    FAIL_REASON.QUEUE_FULL: "the leader's queue is full; retry in a moment",
+    FAIL_REASON.MISSING_LEADER: "there is no leader right now; retry once the cluster "
+                                "has one (keyquorum status)",
+    FAIL_REASON.REQUEST_DENIED: "refused: another membership change has not committed "
+                                "yet, the address is already a member (join) or not one "
+                                "(remove-peer), or the leader was asked to remove itself",
+}
 
 
 class CommandRejectedError(ReplicationError):
@@ -504,6 +532,13 @@ class ReplicatedLog:
         self._applier = _Applier(state_machine, config.request_table_size, self._waiters)
         dump_path = config.data_dir / DUMP_FILE
         self._journal = DurableJournal(config.data_dir / JOURNAL_FILE, dump_path)
+        # The members to start with follow from the log, not node.toml: membership
+        # changes online (raft_membership.py).
+        members = starting_members(
+            config.data_dir, config.self_address, config.peer_addresses, dump_path,
+            [self._journal[i] for i in range(len(self._journal))],
+        )
+        config = self._config = replace(config, peer_addresses=tuple(members))
         self._in_flight = asyncio.Semaphore(config.max_in_flight)
         self._next_barrier: asyncio.Future[None] | None = None
         self._barrier_runner: asyncio.Task[None] | None = None
@@ -543,10 +578,9 @@ class ReplicatedLog:
             deserializer=self._applier.read_dump,
             logCompactionMinEntries=c.log_compaction_min_entries,
             logCompactionMinTime=c.log_compaction_min_seconds,
-            # Membership is node.toml's peer list; `keyquorum operator raft join` and
-            # `remove-peer` refuse until it lives in the replicated state instead
-            # (cluster/cli_status.py, MEMBERSHIP_IS_STATIC).
-            dynamicMembershipChange=False,
+            # One member added or removed at a time, through the log; a restart starts
+            # from the membership the log holds (raft_membership.py, hazard 9).
+            dynamicMembershipChange=True,
             commandsWaitLeader=True,
             bindRetryTime=0.2,
             maxBindRetries=5,
@@ -687,7 +721,7 @@ class ReplicatedLog:
         self_address = self._config.self_address
         peers = []
         is_leader = raw["state"] == 2
-        for address in sorted(p for p in self._config.peer_addresses if p != self_address):
+        for address in (member for member in self.members() if member != self_address):
             peers.append(
                 PeerStatus(
                     address=address,
@@ -716,6 +750,49 @@ class ReplicatedLog:
             except RuntimeError:
                 continue
         return dict(self._core.getStatus())
+
+    def members(self) -> list[str]:
+        """Every member's address as this node sees it now, its own included."""
+        for _ in range(10):
+            try:
+                # A copy of a set the tick thread may be changing; a retry settles it.
+                others = self._core.otherNodes
+                break
+            except RuntimeError:
+                continue
+        else:
+            others = self._core.otherNodes
+        return sorted({self._config.self_address, *(str(node.address) for node in others)})
+
+    async def change_membership(self, change: Literal["add", "remove"], address: str,
+                                timeout: float = 10.0) -> None:
+        """Add or remove one member through the log; return once the change committed.
+
+        Raises MembershipChangeError when pysyncobj refuses it (another change still in
+        progress, the address already a member or not one, the leader asked to remove
+        itself), NoQuorumError or CommitTimeoutError when it did not commit in time.
+        """
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[object] = loop.create_future()
+
+        def report(result: object, error: int) -> None:
+            loop.call_soon_threadsafe(_settle, outcome, error)
+
+        if change == "add":
+            self._core.addNodeToCluster(address, callback=report)
+        else:
+            self._core.removeNodeFromCluster(address, callback=report)
+        try:
+            error = await asyncio.wait_for(outcome, timeout)
+        except TimeoutError:
+            raise self._deadline_error() from None
+        if error != FAIL_REASON.SUCCESS:
+            reason = _MEMBERSHIP_REFUSALS.get(error)
+            raise MembershipChangeError(reason or "the leader changed before the change "
+                                        "committed; check list-peers and retry if it is "
+                                        "not in effect")
+        log.info("raft_membership_changed change=%s address=%s members=%d", change, address,
+                 len(self.members()))
 
     def close(self) -> None:
         """Stop the tick thread, close sockets, sync and close the journal."""
