@@ -41,6 +41,7 @@ from .object_ops import activate, create, destroy, get, locate, register, revoke
 from .rekey_ops import rekey, rekey_key_pair
 from .server_ops import SUPPORTED_VERSIONS, discover_versions, query
 from .session_ops import cancel, check, interop, log_message, poll
+from .split_key_ops import create_split_key, join_split_key
 from .transfer_ops import export, import_object
 
 Handler = Callable[[Context, Any], Awaitable[Any]]
@@ -89,10 +90,14 @@ HANDLERS: dict[Operation, Handler] = {
     Operation.CERTIFY: certify,
     Operation.RE_CERTIFY: recertify,
     Operation.VALIDATE: validate,
+    Operation.CREATE_SPLIT_KEY: create_split_key,
+    Operation.JOIN_SPLIT_KEY: join_split_key,
 }
 
 # Operations that change state: the ones an Undo batch would have to roll back.
 WRITES = frozenset({
+    Operation.CREATE_SPLIT_KEY,
+    Operation.JOIN_SPLIT_KEY,
     Operation.ARCHIVE,
     Operation.RECOVER,
     Operation.GET_USAGE_ALLOCATION,
