@@ -177,7 +177,7 @@ def conformance(server: str, ca: Path, cert: Path, key: Path, transport: str, en
     sys.exit(EXIT_OK if all(result.passed for result in results) else EXIT_FAILURE)
 
 
-# scope, role, credential, ca: the admin API from a shell (cluster/cli_admin.py).
+# scope, role, credential, ca, token, listener: the admin API from a shell (cluster/cli_admin.py).
 register_admin_commands(cli)
 # operator init|unseal|seal|seal-status|rotate|rekey|snapshot (cluster/cli_operator.py).
 register_operator_commands(cli)
