@@ -288,6 +288,7 @@ class KmipService:
         """The answers once the items before the failed one are rolled back."""
         touched = [uid for item, answer in zip(items, answered, strict=False)
                    for uid in undo.identifiers(item.payload) + undo.identifiers(answer.payload)]
+        touched += ctx.written
         try:
             await undo.roll_back(ctx, before, touched)
         except KmipError as error:

@@ -14,7 +14,7 @@ the object's scope and identifier (cluster/barrier.py). A sealed node refuses bo
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from keyquorum.cluster.state import (
@@ -66,6 +66,10 @@ class Context:
     # produced, used by a later item of the batch that names none.
     placeholder: str | None = None
     _read_barrier_done: bool = False
+    # The identifiers of every object this message's commands changed, for an Undo
+    # (kmip/operations/undo.py): more than the payloads name when a command also
+    # links the objects it was made from (Re-key Key Pair, Certify).
+    written: list[str] = field(default_factory=list)
 
     @property
     def is_v1(self) -> bool:
@@ -129,6 +133,7 @@ class Context:
             reason = getattr(outcome, "reason", ResultReason.GENERAL_FAILURE)
             raise KmipError(reason, getattr(outcome, "message", "the command was not applied"))
         self.placeholder = outcome.uid
+        self.written += _changed_by(command)
         return outcome.uid
 
     def _sealed(self, command: Command) -> Command:
@@ -147,6 +152,17 @@ class Context:
     def _sealed_object(self, command: CreateObject) -> CreateObject:
         sealed = self.backend.seal_material(command.material, _bound_to(command))
         return replace(command, material=sealed)
+
+
+def _changed_by(command: Command) -> list[str]:
+    """The identifiers of the objects ``command`` creates or changes."""
+    if isinstance(command, CreateFromSources):
+        return ([c.uid for c in command.objects] + [uid for uid, _ in command.links]
+                + [old for old, _ in command.names_moved])
+    if isinstance(command, CreateObjects):
+        return [c.uid for c in command.objects]
+    uid = getattr(command, "uid", None)
+    return [uid] if isinstance(uid, str) else []
 
 
 def _bound_to(obj: CreateObject | ManagedObject) -> bytes:

@@ -72,6 +72,7 @@ from keyquorum.kmip.payloads import (
 )
 from keyquorum.kmip.service import KmipService
 from keyquorum.kmip.tables import (
+    BatchErrorContinuationOption,
     BlockCipherMode,
     CertificateRequestType,
     CertificateType,
@@ -740,3 +741,25 @@ def test_ec_keys_convert_and_a_transparent_key_registered_comes_back_as_der(
             cryptographic_algorithm=CryptographicAlgorithm.EC, cryptographic_length=256))))
     spki = material_in(service, registered.unique_identifier, KeyFormatType.X_509)
     assert serialization.load_der_public_key(spki) == private.public_key()
+
+
+def test_undo_takes_back_a_key_pair_rekey_and_the_links_it_added(service: KmipService) -> None:
+    old = rsa_pair(service, name("pair"))
+    store = service._backend.store  # type: ignore[attr-defined]
+    before = {obj.uid: obj for obj in store}
+
+    header = RequestHeader(protocol_version=ProtocolVersion(major=1, minor=4), batch_count=2,
+                           batch_error_continuation_option=BatchErrorContinuationOption.UNDO)
+    message = RequestMessage(header=header, batch_items=(
+        RequestBatchItem(operation=Operation.RE_KEY_KEY_PAIR, payload=ReKeyKeyPairRequestPayload(
+            private_key_unique_identifier=old.private_key_unique_identifier)),
+        RequestBatchItem(operation=Operation.DESTROY, payload=DestroyRequestPayload(
+            unique_identifier="no-such-object")),
+    ))
+    answer = decode_message(asyncio.run(service.handle(encode_message(message), CLIENT)))
+
+    assert isinstance(answer, ResponseMessage)
+    assert [i.result_status for i in answer.batch_items] == [
+        ResultStatus.OPERATION_UNDONE, ResultStatus.OPERATION_FAILED]
+    # Both new keys are gone; the old public key, named by no payload, lost its new link.
+    assert {obj.uid: obj for obj in store} == before
