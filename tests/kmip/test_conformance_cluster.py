@@ -5,8 +5,9 @@ paths they cross: a key lifecycle in 1.4 and 2.1 through a follower (writes
 forwarded through Raft, reads after a barrier), encryption with a generated key,
 a multi-part GCM operation, Create Key Pair with Sign and Signature Verify, a
 batch with Undo rolled back through the log, Usage Limits spent through the log,
-Fresh cleared by a Get, a whole attribute listing, and ChaCha20-Poly1305 with a
-truncated tag.
+Fresh cleared by a Get, a whole attribute listing, ChaCha20-Poly1305 with a
+truncated tag, an RNG seed mixed into the node's kernel pool, a key refused because
+it cannot be Quantum Safe, and a 1.4 Query that offers Templates.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ CASES = [
     "kmip-2.1/mandatory/BL-M-13-21.xml",
     "kmip-2.1/mandatory/SKFF-M-9-21.xml",
     "kmip-2.1/mandatory/CS-BC-M-CHACHA20POLY1305-1-21.xml",
+    "kmip-2.1/optional/CS-RNG-O-1-21.xml",
+    "kmip-2.1/mandatory/QS-M-2-21.xml",
+    "kmip-1.4/mandatory/TL-M-1-14.xml",
 ]
 
 
