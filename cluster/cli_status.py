@@ -9,7 +9,8 @@ Exit codes, as everywhere in the CLI: 0 when every node asked answered and is
 healthy (serving, with a quorum, unsealed), 1 when one could not be reached or is
 not healthy, 2 for a wrong command line.
 
-``join`` and ``remove-peer`` refuse: see ``MEMBERSHIP_IS_STATIC``.
+``operator raft join`` and ``remove-peer`` change the membership online, one member at
+a time, through any node's ``/v1/sys/raft/`` (root token; cluster/raft.py, hazard 9).
 """
 
 from __future__ import annotations
@@ -25,23 +26,6 @@ from .cli_operator import _Sys
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
-
-# Why the membership commands refuse. pysyncobj's dynamic membership changes are
-# turned off in cluster/raft.py (dynamicMembershipChange=False): with them on, a peer
-# can be added or removed one at a time, but the peer list in every node's node.toml
-# would no longer say who the members are, and a node restarted from its config would
-# rejoin with the old list. Lifting this needs the membership kept in the replicated
-# state (and the journal) instead of in node.toml, and a test that kills nodes during
-# a change; until then membership changes are a rolling restart with edited configs
-# (deploy/RUNBOOK.md).
-MEMBERSHIP_IS_STATIC = (
-    "changing the cluster's membership online is not supported yet: the peers are "
-    "fixed by [raft] peers in every node's node.toml. To add or replace a node, edit "
-    "the peer list in every node's config and restart the nodes one at a time, waiting "
-    "for `keyquorum status` to show a leader and every node caught up in between "
-    "(deploy/RUNBOOK.md, 'Replace a node')."
-)
-
 
 def _addr_options(command: Any) -> Any:
     command = click.option(
@@ -158,18 +142,51 @@ def list_peers(addrs: tuple[str, ...], cacert: Path | None) -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _member_options(command: Any) -> Any:
+    command = click.option("--token", envvar="KEYQUORUM_TOKEN", metavar="TOKEN",
+                           help="A root token [env KEYQUORUM_TOKEN].")(command)
+    command = click.option("--cacert", envvar="KEYQUORUM_CACERT", metavar="FILE",
+                           type=click.Path(dir_okay=False, path_type=Path),
+                           help="The CA of the API's certificate [env KEYQUORUM_CACERT]."
+                           )(command)
+    command = click.option("--addr", envvar="KEYQUORUM_ADDR", metavar="URL",
+                           help="Any member's API URL [env KEYQUORUM_ADDR].")(command)
+    return click.argument("address", metavar="HOST:PORT")(command)
+
+
+def _change(path: str, address: str, addr: str | None, token: str | None,
+            cacert: Path | None) -> list[str]:
+    answer = _Sys(addr, token, cacert).json("POST", path, {"address": address},
+                                            needs_token=True)
+    members: list[str] = answer["members"]
+    return members
+
+
 @raft.command()
-@click.argument("address", metavar="HOST:PORT")
-def join(address: str) -> None:
-    """Add a node to the cluster (not supported yet: says how to do it instead)."""
-    raise AdminFailure(MEMBERSHIP_IS_STATIC)
+@_member_options
+def join(address: str, addr: str | None, token: str | None, cacert: Path | None) -> None:
+    """Add the node whose Raft address is HOST:PORT ([raft] listen of its node.toml).
+
+    Start that node first, with an empty data folder, the cluster's secret, CA and
+    seal, and [raft] peers naming the current members. One change at a time.
+    """
+    members = _change("/v1/sys/raft/join", address, addr, token, cacert)
+    click.echo(f"{address} joined; the cluster has {len(members)} members: "
+               f"{', '.join(members)}")
 
 
 @raft.command("remove-peer")
-@click.argument("address", metavar="HOST:PORT")
-def remove_peer(address: str) -> None:
-    """Remove a node from the cluster (not supported yet: says how to do it instead)."""
-    raise AdminFailure(MEMBERSHIP_IS_STATIC)
+@_member_options
+def remove_peer(address: str, addr: str | None, token: str | None,
+                cacert: Path | None) -> None:
+    """Remove the member whose Raft address is HOST:PORT; it no longer counts for quorum.
+
+    Ask any other member; to remove the leader, stop it first. Stop the removed node
+    for good, and wipe its data folder before it ever joins again.
+    """
+    members = _change("/v1/sys/raft/remove-peer", address, addr, token, cacert)
+    click.echo(f"{address} removed; the cluster has {len(members)} members: "
+               f"{', '.join(members)}")
 
 
 def register(cli: click.Group) -> None:

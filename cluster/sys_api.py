@@ -1,5 +1,6 @@
 """The seal's admin endpoints under ``/v1/sys/``: init, unseal, seal, status, rotate, rekey
-(step by step), snapshots.
+(step by step), snapshots; and the Raft membership changes, ``raft/join`` and
+``raft/remove-peer`` (root token).
 
 As in Vault, some calls need no token: ``seal-status`` and ``rekey/init`` (GET) tell
 nothing secret, ``unseal`` and ``rekey/update`` are authenticated by the shares
@@ -19,7 +20,7 @@ import secrets
 import time
 import uuid
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -27,6 +28,7 @@ from pydantic import Field
 
 from .admin_api import AdminBackend, ApiError, _Body, _presented_token, hash_token
 from .barrier import BarrierError, RestoreState, SealKind
+from .raft import MembershipChangeError, ReplicationError
 from .rekey import Rekey, RekeyStatus
 from .seal import Seal, SealedError, SealStatus, UnsealError
 from .snapshot import SnapshotError, open_snapshot, seal_snapshot
@@ -47,6 +49,11 @@ class UnsealBody(_Body):
     key: str | None = Field(default=None, max_length=1024)
     # Forget the shares given so far.
     reset: bool = False
+
+
+class MemberBody(_Body):
+    # The member's Raft address, host:port, as in [raft] listen of its node.toml.
+    address: str = Field(min_length=3, max_length=300, pattern=r"^[^\s:]+:[0-9]{1,5}$")
 
 
 class RekeyInitBody(_Body):
@@ -165,6 +172,43 @@ def sys_router(backend: AdminBackend, seal: Seal) -> APIRouter:
         done = await commit(command)
         log.info("keyring_rotated keyring_version=%s by=%s", done.value, who)
         return {"keyring_version": done.value}
+
+    # Raft membership, one member at a time (cluster/raft.py, hazard 9).
+
+    @router.post("/raft/join")
+    async def raft_join(body: MemberBody, who: Root) -> dict[str, Any]:
+        """Add the node at this Raft address; it was started with the current members."""
+        if body.address in backend.log.members():
+            raise ApiError(409, f"{body.address} is already a member")
+        await change_membership("add", body.address)
+        log.info("raft_member_joined address=%s by=%s", body.address, who)
+        return {"members": backend.log.members()}
+
+    @router.post("/raft/remove-peer")
+    async def raft_remove_peer(body: MemberBody, who: Root) -> dict[str, Any]:
+        """Remove the member at this Raft address; it no longer counts for the quorum."""
+        status = backend.log.status()
+        if body.address not in backend.log.members():
+            raise ApiError(404, f"{body.address} is not a member; see keyquorum operator "
+                                "raft list-peers")
+        if body.address == status.node_address:
+            raise ApiError(409, "a node cannot remove itself: ask another node")
+        if body.address == status.leader_address:
+            raise ApiError(409, f"{body.address} is the leader: stop it first (another "
+                                "member takes over), then remove it")
+        await change_membership("remove", body.address)
+        log.info("raft_member_removed address=%s by=%s", body.address, who)
+        return {"members": backend.log.members()}
+
+    async def change_membership(change: Literal["add", "remove"], address: str) -> None:
+        try:
+            await backend.log.change_membership(change, address)
+        except MembershipChangeError as error:
+            raise ApiError(409, str(error)) from None
+        except ReplicationError:
+            raise ApiError(503, "the change did not commit in time (no quorum, or timed "
+                                "out); check keyquorum operator raft list-peers, and "
+                                "retry if it is not in effect") from None
 
     # Rekey, step by step (cluster/rekey.py). As in Vault, starting and cancelling take
     # a root token; a holder hands in a share with the attempt's nonce and no token.
