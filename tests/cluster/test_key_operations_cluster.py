@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, keywrap
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from harness import Cluster
 from kmip.core import enums
+from kmip.core.attributes import PrivateKeyUniqueIdentifier
 from kmip.pie import objects
 
 from keyquorum.kmip.attributes import Attribute, TemplateAttribute
@@ -193,3 +194,23 @@ def test_certify_on_a_follower_validates_on_another_node(
         answer = ask(cluster, node_id, Operation.VALIDATE, ValidateRequestPayload(
             unique_identifiers=(first,)))
         assert answer.validity_indicator == ValidityIndicator.VALID
+
+
+def test_pykmip_rekeys_a_key_pair_and_both_old_keys_point_to_the_new_ones(
+    cluster: Cluster, nodes: tuple[str, str],
+) -> None:
+    follower, other = nodes
+    with cluster.pykmip(follower) as client:
+        public, private = client.create_key_pair(enums.CryptographicAlgorithm.RSA, 2048)
+        result = client.proxy.rekey_key_pair(
+            private_key_uuid=PrivateKeyUniqueIdentifier(private))
+        assert result.result_status.value == enums.ResultStatus.SUCCESS
+        new_private = result.private_key_uuid
+        new_public = result.public_key_uuid
+
+    with cluster.pykmip(other) as client:
+        assert client.get(new_public).value != client.get(public).value
+        assert client.get(new_private).value != client.get(private).value
+    assert link_of(cluster, other, private, LinkType.REPLACEMENT_OBJECT_LINK) == new_private
+    assert link_of(cluster, other, public, LinkType.REPLACEMENT_OBJECT_LINK) == new_public
+    assert link_of(cluster, other, new_private, LinkType.PUBLIC_KEY_LINK) == new_public
