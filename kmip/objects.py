@@ -14,6 +14,7 @@ from .attributes import Attribute, Attributes
 from .mapping import at, many, required
 from .tables import (
     BlockCipherMode,
+    CertificateRequestType,
     CertificateType,
     CryptographicAlgorithm,
     DigitalSignatureAlgorithm,
@@ -163,6 +164,17 @@ class Certificate:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CertificateRequest:
+    """KMIP 2.x: a certificate request kept as an object, for Certify to name later."""
+
+    TAG = Tag.CERTIFICATE_REQUEST
+
+    certificate_request_type: CertificateRequestType | int = required(
+        Tag.CERTIFICATE_REQUEST_TYPE)
+    certificate_request_value: bytes = required(Tag.CERTIFICATE_REQUEST_VALUE)
+
+
+@dataclass(frozen=True, kw_only=True)
 class SplitKey:
     TAG = Tag.SPLIT_KEY
 
@@ -198,6 +210,7 @@ ManagedObject = (
     | SecretData
     | OpaqueObject
     | Certificate
+    | CertificateRequest
     | SplitKey
     | Template
     | PGPKey
@@ -210,6 +223,7 @@ MANAGED_OBJECT_CLASSES: tuple[type, ...] = (
     SecretData,
     OpaqueObject,
     Certificate,
+    CertificateRequest,
     SplitKey,
     Template,
     PGPKey,

@@ -30,6 +30,7 @@ from ..errors import KmipError, invalid_field
 from ..mapping import from_item, to_item
 from ..objects import (
     MANAGED_OBJECT_CLASSES,
+    CertificateRequest,
     KeyBlock,
     KeyValue,
     KeyWrappingSpecification,
@@ -98,6 +99,7 @@ _REGISTERABLE = {
     ObjectType.PRIVATE_KEY,
     ObjectType.SPLIT_KEY,
     ObjectType.PGP_KEY,
+    ObjectType.CERTIFICATE_REQUEST,
 }
 
 
@@ -303,6 +305,9 @@ async def register(ctx: Context, payload: RegisterRequestPayload) -> RegisterRes
             raise KmipError(ResultReason.INVALID_OBJECT_TYPE, "templates ended with KMIP 2.0")
         # A template's content is checked as the attributes it will give.
         checked_attributes(list(payload.object.attributes))
+    if isinstance(payload.object, CertificateRequest) and ctx.is_v1:
+        raise KmipError(ResultReason.INVALID_OBJECT_TYPE,
+                        "Certificate Request objects began with KMIP 2.0")
     attributes = await requested_attributes(ctx, payload)
 
     # Algorithm and length describe a key; take them from its key block when the
@@ -362,6 +367,7 @@ def object_tag(object_type: int) -> int:
         ObjectType.SPLIT_KEY: Tag.SPLIT_KEY,
         ObjectType.PGP_KEY: Tag.PGP_KEY,
         ObjectType.TEMPLATE: Tag.TEMPLATE,
+        ObjectType.CERTIFICATE_REQUEST: Tag.CERTIFICATE_REQUEST,
     }[ObjectType(object_type)]
 
 

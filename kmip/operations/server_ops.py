@@ -54,6 +54,8 @@ OBJECT_TYPES = (
     ObjectType.PRIVATE_KEY,
     ObjectType.SPLIT_KEY,
     ObjectType.PGP_KEY,
+    # KMIP 2.x only: Register keeps a certificate request as an object.
+    ObjectType.CERTIFICATE_REQUEST,
 )
 V1_OBJECT_TYPES = OBJECT_TYPES + (ObjectType.TEMPLATE,)
 
