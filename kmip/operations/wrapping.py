@@ -13,6 +13,11 @@ What is wrapped follows the Encoding Option: absent or TTLV Encoding, the TTLV
 encoding of the whole Key Value structure (so attributes named in the specification
 travel inside it); No Encoding, the Key Material bytes alone.
 
+A wrapped Key Value travels as a Byte String (KMIP 1.4 section 2.1.4, and what the
+OASIS AX-M-2 cases expect). PyKMIP 0.11 reads it the other way, as the Key Material
+of a Key Value structure: its client cannot decode a key wrapped here, and Register
+accepts that form from it too.
+
 Only the Encrypt wrapping method is implemented: MAC/sign wrapping and TR-31 are
 answered Feature Not Supported (no OASIS case or client we know asks for them).
 """
@@ -98,12 +103,16 @@ async def unwrap_block(ctx: Context, block: KeyBlock) -> KeyBlock:
     data = block.key_wrapping_data
     assert data is not None
     information = _encryption_information(data.wrapping_method, data.encryption_key_information)
-    if not isinstance(block.key_value, bytes):
+    wrapped = block.key_value
+    if isinstance(wrapped, KeyValue) and isinstance(wrapped.key_material, bytes):
+        # PyKMIP's reading: the wrapped bytes as the Key Material of a Key Value.
+        wrapped = wrapped.key_material
+    if not isinstance(wrapped, bytes):
         raise invalid_field("a wrapped key block carries its Key Value as a Byte String")
 
     wrapping = await _wrapping_key(ctx, information.unique_identifier, wrapping=False)
     params = _parameters(wrapping, information.cryptographic_parameters)
-    plaintext = _decrypt(wrapping, params, block.key_value)
+    plaintext = _decrypt(wrapping, params, wrapped)
     if data.encoding_option == EncodingOption.NO_ENCODING:
         value = KeyValue(key_material=plaintext)
     else:

@@ -10,6 +10,7 @@ log with its links and material, not kept on the node that made it.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -214,3 +215,28 @@ def test_pykmip_rekeys_a_key_pair_and_both_old_keys_point_to_the_new_ones(
     assert link_of(cluster, other, private, LinkType.REPLACEMENT_OBJECT_LINK) == new_private
     assert link_of(cluster, other, public, LinkType.REPLACEMENT_OBJECT_LINK) == new_public
     assert link_of(cluster, other, new_private, LinkType.PUBLIC_KEY_LINK) == new_public
+
+
+def test_pykmip_registers_a_key_wrapped_under_a_kek_the_cluster_holds(
+    cluster: Cluster, nodes: tuple[str, str],
+) -> None:
+    follower, other = nodes
+    secret = secrets.token_bytes(32)
+    with cluster.pykmip(follower) as client:
+        kek = client.create(enums.CryptographicAlgorithm.AES, 256, cryptographic_usage_mask=[
+            enums.CryptographicUsageMask.WRAP_KEY, enums.CryptographicUsageMask.UNWRAP_KEY])
+        client.activate(kek)
+        wrapped = keywrap.aes_key_wrap(client.get(kek).value, secret)
+
+    with cluster.pykmip(other) as client:
+        uid = client.register(objects.SymmetricKey(
+            enums.CryptographicAlgorithm.AES, 256, wrapped, key_wrapping_data={
+                "wrapping_method": enums.WrappingMethod.ENCRYPT,
+                "encryption_key_information": {
+                    "unique_identifier": kek,
+                    "cryptographic_parameters": {
+                        "block_cipher_mode": enums.BlockCipherMode.NIST_KEY_WRAP}},
+                "encoding_option": enums.EncodingOption.NO_ENCODING}))
+
+    with cluster.pykmip(follower) as client:
+        assert client.get(uid).value == secret
