@@ -94,6 +94,11 @@ its quorum, where a removed node still running could vote it leader. ``Replicate
 therefore hands pysyncobj the membership worked out from the dump and the journal before
 it starts (raft_membership.py); node.toml's peers count only on a node's very first start.
 Membership messages between nodes need the cluster secret like every other (hazard 7).
+Two limits remain. pysyncobj has no non-voting learners: a joined node counts for the
+quorum at once, so until it has caught up the cluster tolerates one failure fewer (join
+only while every member is healthy). And a leader refuses a change until its own no-op
+entry of the term has been applied, which is the known fix for single-server changes
+across leader changes; nothing here relies on more than that.
 """
 
 from __future__ import annotations
