@@ -38,6 +38,7 @@ from .derive_ops import derive_key
 from .keypair_ops import create_key_pair
 from .lifecycle_ops import archive, get_usage_allocation, obtain_lease, recover
 from .object_ops import activate, create, destroy, get, locate, register, revoke
+from .pkcs11_ops import pkcs11
 from .rekey_ops import rekey, rekey_key_pair
 from .server_ops import SUPPORTED_VERSIONS, discover_versions, query
 from .session_ops import cancel, check, interop, log_message, poll
@@ -55,6 +56,7 @@ HANDLERS: dict[Operation, Handler] = {
     Operation.ADJUST_ATTRIBUTE: adjust_attribute,
     Operation.IMPORT: import_object,
     Operation.EXPORT: export,
+    Operation.PKCS_11: pkcs11,
     Operation.DISCOVER_VERSIONS: discover_versions,
     Operation.QUERY: query,
     Operation.CREATE: create,

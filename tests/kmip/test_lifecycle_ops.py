@@ -1,5 +1,5 @@
 """RNG Seed, Quantum Safe, Templates, Archive and Recover, leases and usage allocations,
-Set and Adjust Attribute, Import and Export, through KmipService.
+Set and Adjust Attribute, Import and Export, and PKCS#11, through KmipService.
 
 The log here applies each command at once on one KeyStore, as a single-node Raft log
 does; tests/kmip/test_conformance_cluster.py runs the OASIS cases through a cluster.
@@ -28,7 +28,7 @@ from keyquorum.kmip.messages import (
     encode_message,
 )
 from keyquorum.kmip.objects import CryptographicParameters, Template
-from keyquorum.kmip.operations import crypto_ops
+from keyquorum.kmip.operations import crypto_ops, pkcs11_ops
 from keyquorum.kmip.operations.object_ops import LEASE_SECONDS
 from keyquorum.kmip.payloads import (
     ActivateRequestPayload,
@@ -45,6 +45,7 @@ from keyquorum.kmip.payloads import (
     ImportRequestPayload,
     LocateRequestPayload,
     ObtainLeaseRequestPayload,
+    PKCS11RequestPayload,
     ProtocolVersion,
     QueryRequestPayload,
     RecoverRequestPayload,
@@ -59,6 +60,8 @@ from keyquorum.kmip.tables import (
     CryptographicAlgorithm,
     ObjectType,
     Operation,
+    PKCS11Function,
+    PKCS11ReturnCode,
     QueryFunction,
     ResultReason,
     ResultStatus,
@@ -484,3 +487,32 @@ def test_import_keeps_the_clients_identifier_and_attributes(service: KmipService
     assert refused(service, Operation.IMPORT, imported(False), (2, 1)) == \
         ResultReason.OBJECT_ALREADY_EXISTS
     ok(service, Operation.IMPORT, imported(True), (2, 1))
+
+
+# PKCS#11 over KMIP.
+
+
+def pkcs11_call(service: KmipService, function: PKCS11Function,
+                correlation: bytes | None = None) -> Any:
+    return ok(service, Operation.PKCS_11, PKCS11RequestPayload(
+        pkcs11_function=function, correlation_value=correlation), (2, 1))
+
+
+def test_pkcs11_library_is_initialized_described_and_finalized(service: KmipService) -> None:
+    assert pkcs11_call(service, PKCS11Function.C_GETINFO).pkcs11_return_code == \
+        PKCS11ReturnCode.CRYPTOKI_NOT_INITIALIZED
+    opened = pkcs11_call(service, PKCS11Function.C_INITIALIZE)
+    assert opened.pkcs11_return_code == PKCS11ReturnCode.OK
+    context = opened.correlation_value
+
+    info = pkcs11_call(service, PKCS11Function.C_GETINFO, context)
+    assert info.pkcs11_return_code == PKCS11ReturnCode.OK
+    assert info.pkcs11_output_parameters == pkcs11_ops.library_info()
+    assert info.pkcs11_output_parameters[2:34].rstrip() == b"keyquorum"
+    assert pkcs11_call(service, PKCS11Function.C_GETSLOTLIST, context).pkcs11_return_code == \
+        PKCS11ReturnCode.FUNCTION_NOT_SUPPORTED
+
+    assert pkcs11_call(service, PKCS11Function.C_FINALIZE, context).pkcs11_return_code == \
+        PKCS11ReturnCode.OK
+    assert pkcs11_call(service, PKCS11Function.C_GETINFO, context).pkcs11_return_code == \
+        PKCS11ReturnCode.CRYPTOKI_NOT_INITIALIZED
