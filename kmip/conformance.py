@@ -18,6 +18,9 @@ Beyond placeholders, the runner tolerates what the profiles tolerate and nothing
 - the response header's Time Stamp, and any date the file gives as ``$NOW``;
 - a Result Message, which is free text for a person (its Result Status and Result
   Reason are still compared);
+- what describes the server rather than KMIP: a Query's Vendor Identification and
+  Server Information, the Random Number Generator attribute, and the manufacturer,
+  description and version in a PKCS#11 C_GetInfo answer;
 - random material: a byte string or big integer under one of ``RANDOM_TAGS`` (key
   material, ciphertext, signatures, IVs, tags, certificates) once the case has had
   the server generate anything (a key, a key pair, a certificate, random bytes),
@@ -57,6 +60,7 @@ from .tables import (
     ObjectType,
     Operation,
     PaddingMethod,
+    PKCS11Function,
     Tag,
 )
 from .text_values import format_enumeration, tag_name, type_name, typing_tag
@@ -108,6 +112,13 @@ _SERVER_SPECIFIC = frozenset({Tag.VENDOR_IDENTIFICATION, Tag.SERVER_INFORMATION}
 # number generator it draws keys from (the files show the reference server's).
 _SERVER_SPECIFIC_VALUES = frozenset({Tag.RANDOM_NUMBER_GENERATOR})
 _SERVER_SPECIFIC_NAMES = frozenset({"Random Number Generator"})
+
+# PKCS#11 C_GetInfo answers a CK_INFO that describes the library, like a Query's
+# Vendor Identification: its manufacturer (bytes 2-33), description (42-73) and
+# version (74-75) are the server's own. Its layout, Cryptoki version and flags are
+# still compared.
+_CK_INFO_LENGTH = 76
+_CK_INFO_SERVER_SPECIFIC = (slice(2, 34), slice(42, 76))
 
 # Query answers list what a server offers. The reference server's lists are in the
 # files; another server passes when it offers at least those, in any order.
@@ -271,6 +282,8 @@ class _Conversation:
     # The operation of the batch item being compared, and the last Attribute Name seen.
     operation: int | None = None
     attribute: str | None = None
+    # The PKCS#11 function of the batch item being compared.
+    pkcs11_function: int | None = None
 
     def request_value(self, name: str, item_type: ItemType) -> Any:
         if name in self.bound:
@@ -470,6 +483,13 @@ def _compare(
         return
     if expected.tag == Tag.ATTRIBUTE_NAME:
         conversation.attribute = actual.value
+    if expected.tag == Tag.PKCS_11_FUNCTION:
+        conversation.pkcs11_function = actual.value
+    if expected.tag == Tag.PKCS_11_OUTPUT_PARAMETERS and (
+        conversation.pkcs11_function == PKCS11Function.C_GETINFO
+    ):
+        _compare_library_info(expected.value, actual.value, here)
+        return
     if expected.type == ItemType.STRUCTURE:
         children = expected.value, actual.value
         if expected.tag == Tag.RESPONSE_HEADER:
@@ -496,6 +516,19 @@ def _compare(
         conversation.replaced[expected.value] = actual.value
         return
     raise Mismatch(f"{here}: expected {_show(expected)}, got {_show(actual)}")
+
+
+def _compare_library_info(expected: bytes, actual: bytes, where: str) -> None:
+    if len(expected) != _CK_INFO_LENGTH or len(actual) != _CK_INFO_LENGTH:
+        raise Mismatch(f"{where}: expected a {_CK_INFO_LENGTH}-byte CK_INFO, "
+                       f"got {len(actual)} bytes")
+    masked = [bytearray(expected), bytearray(actual)]
+    for info in masked:
+        for part in _CK_INFO_SERVER_SPECIFIC:
+            info[part] = bytes(part.stop - part.start)
+    if masked[0] != masked[1]:
+        raise Mismatch(f"{where}: expected CK_INFO {expected.hex()[:48]}..., "
+                       f"got {actual.hex()[:48]}...")
 
 
 def _without(

@@ -34,6 +34,8 @@ MAC_THEN_VERIFY = CONFORMANCE / "kmip-1.4" / "mandatory" / "CS-AC-M-6-14.xml"
 # The tape library creates a key (TL-M-2), then reads it back in another case (TL-M-3).
 TAPE_CREATES = CONFORMANCE / "kmip-1.4" / "mandatory" / "TL-M-2-14.xml"
 TAPE_READS_BACK = CONFORMANCE / "kmip-1.4" / "mandatory" / "TL-M-3-14.xml"
+# PKCS#11 C_Initialize, C_GetInfo (the library's CK_INFO), C_Finalize.
+PKCS11_INFO = CONFORMANCE / "kmip-2.1" / "mandatory" / "PKCS11-M-1-21.xml"
 
 # Alters the responses of one case before the fake server sends them.
 Alteration = Callable[[list[Item]], list[Item]]
@@ -250,6 +252,25 @@ def test_a_later_case_must_get_back_the_key_an_earlier_case_got(
     assert lines[:3] == ["PASS TL-M-2-14", "PASS TL-M-3-14", "PASS TL-M-2-14"]
     assert lines[3].startswith("FAIL TL-M-3-14: response 1/")
     assert "an earlier case" in lines[3]
+
+
+def test_a_library_describes_itself_but_keeps_the_ck_info_layout(
+    credentials: dict[str, Path], replay: Callable[..., ReplayServer]
+) -> None:
+    # Another manufacturer, description and version pass; other flags do not.
+    expected = bytes.fromhex(
+        "022854455354202020202020507479204c74642020202020202020202020202020200000000000"
+        "00000054455354202020202020202020202020202020202020202020202020202020200100")
+    ours = expected[:2] + b"another".ljust(32) + expected[34:42] + b"lib".ljust(32) + b"\x03\x07"
+    flagged = ours[:41] + b"\x01" + ours[42:]
+    server = replay((PKCS11_INFO, in_response(1, Tag.PKCS_11_OUTPUT_PARAMETERS, ours)),
+                    (PKCS11_INFO, in_response(1, Tag.PKCS_11_OUTPUT_PARAMETERS, flagged)))
+
+    _, lines = run_cli(credentials, server.port, PKCS11_INFO, PKCS11_INFO)
+
+    assert lines[0] == "PASS PKCS11-M-1-21"
+    assert lines[1].startswith("FAIL PKCS11-M-1-21: response 2/")
+    assert "CK_INFO" in lines[1]
 
 
 def test_an_unreachable_server_fails_every_case(credentials: dict[str, Path]) -> None:
