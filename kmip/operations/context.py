@@ -157,10 +157,10 @@ class Context:
 def _changed_by(command: Command) -> list[str]:
     """The identifiers of the objects ``command`` creates or changes."""
     if isinstance(command, CreateFromSources):
-        return ([c.uid for c in command.objects] + [uid for uid, _ in command.links]
-                + [old for old, _ in command.names_moved])
+        return ([str(c.uid) for c in command.objects] + [str(uid) for uid, _ in command.links]
+                + [str(old) for old, _ in command.names_moved])
     if isinstance(command, CreateObjects):
-        return [c.uid for c in command.objects]
+        return [str(c.uid) for c in command.objects]
     uid = getattr(command, "uid", None)
     return [uid] if isinstance(uid, str) else []
 
