@@ -70,7 +70,6 @@ from keyquorum.cluster.state import (
 from keyquorum.cluster.state import UniqueIdentifier as ObjectId
 
 from .. import crypto
-from ..attributes import ATTRIBUTE_NAMES
 from ..errors import KmipError, invalid_field
 from ..mapping import to_item
 from ..objects import Certificate, KeyBlock, KeyValue, PrivateKey
@@ -137,7 +136,7 @@ _SUBJECT_FIELDS = {
 }
 
 # Request attributes that steer issuance and are not stored as given.
-_ISSUANCE_ATTRIBUTES = frozenset({"Link", "Certificate Attributes", "X.509 Certificate Subject",
+_ISSUANCE_ATTRIBUTES = frozenset({"Link", "Certificate Subject", "X.509 Certificate Subject",
                                   "Digital Signature Algorithm", *_SUBJECT_FIELDS})
 
 PublicKeyType = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
@@ -242,22 +241,24 @@ def _from_request(kind: int | None, value: bytes) -> tuple[PublicKeyType, x509.N
 
 
 def _subject(requested: list[StoredAttribute]) -> x509.Name | None:
-    """The subject the request's attributes give, 1.x fields or 2.x Certificate Attributes."""
+    """The subject the request's attributes give: the Certificate Subject CN, O, ...
+    fields (2.x attributes, and this server's 1.x names of them), or a 1.0/1.1
+    Certificate Subject with its distinguished name as text."""
     fields: list[tuple[Any, str]] = []
     for attribute in requested:
         if attribute.name in _SUBJECT_FIELDS:
             fields.append((_SUBJECT_FIELDS[attribute.name], str(attribute.value.value)))
-        if attribute.name == "Certificate Attributes":
-            for child in attribute.value.value:
-                name = ATTRIBUTE_NAMES.get(child.tag, "")
-                if name in _SUBJECT_FIELDS and child.value:
-                    fields.append((_SUBJECT_FIELDS[name], str(child.value)))
-        if attribute.name == "X.509 Certificate Subject" and isinstance(
-                attribute.value.value, bytes):
+        if attribute.name == "Certificate Subject":
+            names = [c.value for c in attribute.value.value
+                     if c.tag == Tag.CERTIFICATE_SUBJECT_DISTINGUISHED_NAME]
             try:
-                return x509.Name.from_rfc4514_string(attribute.value.value.decode())
+                return x509.Name.from_rfc4514_string(str(names[0])) if names else None
             except ValueError:
-                raise invalid_field("X.509 Certificate Subject is not a readable name") from None
+                raise invalid_field("the Certificate Subject is not a readable name") from None
+        if attribute.name == "X.509 Certificate Subject":
+            # Its DER name has no parser in `cryptography`; the text fields do the same.
+            raise KmipError(ResultReason.FEATURE_NOT_SUPPORTED,
+                            "give the subject as Certificate Subject CN, O, OU, ... attributes")
     if not fields:
         return None
     try:

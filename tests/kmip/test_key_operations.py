@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from keyquorum.cluster.barrier import Keyring
 from keyquorum.cluster.state import Command, KeyStore, Outcome
-from keyquorum.kmip.attributes import Attribute, TemplateAttribute
+from keyquorum.kmip.attributes import Attribute, Attributes, TemplateAttribute
 from keyquorum.kmip.conformance import RunMemory, run_case
 from keyquorum.kmip.frontend import ClientIdentity
 from keyquorum.kmip.messages import (
@@ -763,3 +763,19 @@ def test_undo_takes_back_a_key_pair_rekey_and_the_links_it_added(service: KmipSe
         ResultStatus.OPERATION_UNDONE, ResultStatus.OPERATION_FAILED]
     # Both new keys are gone; the old public key, named by no payload, lost its new link.
     assert {obj.uid: obj for obj in store} == before
+
+
+def test_a_21_client_names_the_subject_with_certificate_subject_attributes(
+    service: KmipService,
+) -> None:
+    pair = rsa_pair(service)
+    subject = Attributes(items=(
+        Item(Tag.CERTIFICATE_SUBJECT_CN, ItemType.TEXT_STRING, "host-21"),
+        Item(Tag.CERTIFICATE_SUBJECT_O, ItemType.TEXT_STRING, "Example"),
+    ))
+
+    uid = one(service, Operation.CERTIFY, CertifyRequestPayload(
+        unique_identifier=pair.public_key_unique_identifier, attributes=subject),
+        version=(2, 1)).unique_identifier
+
+    assert certificate(service, uid).subject.rfc4514_string() == "O=Example,CN=host-21"
