@@ -745,7 +745,7 @@ def test_ec_keys_convert_and_a_transparent_key_registered_comes_back_as_der(
 
 def test_undo_takes_back_a_key_pair_rekey_and_the_links_it_added(service: KmipService) -> None:
     old = rsa_pair(service, name("pair"))
-    store = service._backend.store  # type: ignore[attr-defined]
+    store = service._backend.store
     before = {obj.uid: obj for obj in store}
 
     header = RequestHeader(protocol_version=ProtocolVersion(major=1, minor=4), batch_count=2,
