@@ -14,6 +14,7 @@ import click
 
 from keyquorum.cluster.cli_admin import register as register_admin_commands
 from keyquorum.cluster.cli_bench import register as register_bench_command
+from keyquorum.cluster.cli_drill import register as register_drill_commands
 from keyquorum.cluster.cli_operator import register as register_operator_commands
 from keyquorum.cluster.cli_replication import register as register_replication_commands
 from keyquorum.cluster.cli_status import register as register_status_commands
@@ -189,6 +190,8 @@ register_transform_commands(cli)
 register_bench_command(cli)
 # replication primary|secondary|status|disable|dr|dr-token (cluster/cli_replication.py).
 register_replication_commands(cli)
+# drill dr: a failover drill against running clusters (cluster/cli_drill.py).
+register_drill_commands(cli)
 
 
 def main() -> None:

@@ -11,9 +11,11 @@ deployment share their primary's unseal keys: the keyring arrives with the state
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
+import socket
 import ssl
 import threading
 import time
@@ -21,13 +23,21 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from harness import Cluster, wait_for
 from kmip.core import enums
+
+from keyquorum.cluster.cli import cli
+from keyquorum.kmip import RequestMessage, ResponseMessage, decode_message, encode_message
+from keyquorum.kmip.tables import ResultStatus
+
+CAPTURE = (Path(__file__).resolve().parents[2].parent / "shared" / "interop"
+           / "vcenter-7.0.3-requests.txt")
 
 
 @dataclass
@@ -264,3 +274,156 @@ def test_the_primary_leader_killed_mid_stream_leaves_no_gap_and_no_duplicate(
         wait_for(rejoined, 60, "the old leader to rejoin")
     except TimeoutError:
         raise AssertionError(f"(old leader, leader) sequences: {seen[-3:]}") from None
+
+
+def keyquorum(dc: Dc, *arguments: str) -> str:
+    """Run a `keyquorum` command against ``dc``'s leader; its standard output."""
+    node = dc.cluster.nodes[dc.cluster.leader()]
+    result = CliRunner().invoke(cli, [*arguments, "--addr", node.api, "--token", dc.token,
+                                      "--cacert", str(dc.cluster.ca)])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def vcenter_replay(credentials: Dc, target: Dc) -> list[str]:
+    """vCenter 7.0.3's captured conversation against ``target``, round robin; its key ids.
+
+    As in tests/interop/test_vcenter_replay.py: "1" and "2" in the capture name the
+    keys of its first and second Create, replaced by the identifiers this cluster gave.
+    """
+    nodes = itertools.cycle(sorted(target.cluster.nodes))
+    identifiers: dict[str, str] = {}
+    for line in CAPTURE.read_text().splitlines():
+        if line[:1] == "#":
+            continue
+        operation, data = line.split()
+        message = decode_message(bytes.fromhex(data))
+        assert isinstance(message, RequestMessage)
+        items = []
+        for item in message.batch_items:
+            uid = getattr(item.payload, "unique_identifier", None)
+            if isinstance(uid, str) and uid in identifiers:
+                item = replace(item, payload=replace(item.payload,
+                                                     unique_identifier=identifiers[uid]))
+            items.append(item)
+        request = encode_message(replace(message, batch_items=tuple(items)))
+        response = decode_message(exchange(credentials, target, next(nodes), request))
+        assert isinstance(response, ResponseMessage)
+        for answered in response.batch_items:
+            assert answered.result_status == ResultStatus.SUCCESS, (operation,
+                                                                    answered.result_message)
+        if operation == "Create":
+            identifiers[str(len(identifiers) + 1)] = \
+                response.batch_items[0].payload.unique_identifier
+    return list(identifiers.values())
+
+
+def exchange(credentials: Dc, target: Dc, node_id: str, request: bytes) -> bytes:
+    """One KMIP request on a new TLS connection, as vCenter sends it."""
+    node = target.cluster.nodes[node_id]
+    context = credentials.cluster.tls_context()
+    with socket.create_connection((node.kmip_host, node.kmip_port), timeout=15) as raw:
+        with context.wrap_socket(raw, server_hostname=node.kmip_host) as tls:
+            tls.sendall(request)
+            data = b""
+            while len(data) < 8 or len(data) < 8 + int.from_bytes(data[4:8], "big"):
+                chunk = tls.recv(65536)
+                if not chunk:
+                    raise ConnectionError("the server closed the connection mid-response")
+                data += chunk
+            return data
+
+
+def test_dr_drill_the_promoted_secondary_serves_vcenter_with_every_acknowledged_key(
+    dcs: dict[str, Dc],
+) -> None:
+    primary, dr = dcs["primary"], dcs["dr"]
+    acknowledged = create_keys(primary, 50)
+
+    # A planned drill cuts once the DR secondary has everything (status: lag 0); a real
+    # loss cuts when it cuts, and writes acknowledged after the last streamed change
+    # are lost with the primary (asynchronous replication; docs/replication.md).
+    wait_for(lambda: dr.status()["lag_sequences"] == 0
+             and dr.status()["sequence"] == primary.status()["sequence"], 30, "lag 0")
+    primary.cluster.stop()
+
+    # A guessed or reused token promotes nothing.
+    with pytest.raises(AssertionError, match="400"):
+        dr.call("POST", "dr/secondary/promote", {"dr_operation_token": "guessed"})
+
+    # The primary's share holders make a DR operation token; the DR cluster promotes.
+    share = (primary.cluster.directory / "secrets" / "unseal-key").read_text().strip()
+    dr_token = keyquorum(dr, "replication", "dr-token", "generate", "--key", share).strip()
+    assert "primary" in keyquorum(dr, "replication", "dr", "promote", "--dr-token", dr_token)
+    assert dr.status()["mode"] == "primary"
+
+    # vCenter's whole conversation succeeds against it, and no acknowledged key is missing.
+    replayed = vcenter_replay(primary, dr)
+    assert len(replayed) == 2
+    with client_of(primary, dr, dr.cluster.followers(dr.cluster.leader())[0]) as client:
+        for uid in acknowledged:
+            assert len(client.get(uid).value) == 32
+
+
+def test_the_old_primary_demoted_and_reattached_catches_up_with_the_new_one(
+    dcs: dict[str, Dc],
+) -> None:
+    old, new = dcs["primary"], dcs["dr"]
+
+    # The old primary comes back as it was (a primary, with its stale state) ...
+    for node_id in old.cluster.nodes:
+        old.cluster.restart(node_id)
+    wait_for(lambda: old.sequence_on(old.cluster.leader()) is not None, 30, "the old primary")
+    assert old.status()["mode"] == "primary"
+
+    # ... is demoted before anything writes to it, then follows the new primary.
+    assert "DR secondary" in keyquorum(old, "replication", "dr", "demote")
+    wait_for(lambda: len(new.status()["addresses"]) == 3, 15, "announced addresses")
+    token = keyquorum(new, "replication", "secondary-token", "--id", "dc1", "--kind", "dr")
+    assert "follows" in keyquorum(old, "replication", "dr", "update-primary", token.strip())
+
+    # It catches up with everything, the vCenter keys written after the cut included.
+    wait_for(lambda: old.status()["sequence"] == new.status()["sequence"], 30, "catch-up")
+    caught_up, leading = old.status(digest=True), new.status(digest=True)
+    assert caught_up["mode"] == "dr"
+    assert caught_up["state_digest"] == leading["state_digest"]
+    assert caught_up["objects"] == leading["objects"]
+    status = keyquorum(old, "replication", "status")
+    assert "Lag               0 change(s)" in status
+
+
+def test_keyquorum_drill_dr_fails_over_and_finds_every_acknowledged_key(
+    dcs: dict[str, Dc],
+) -> None:
+    # As the test before left them: "dr" leads, the first primary is its DR secondary.
+    leading, standby = dcs["dr"], dcs["primary"]
+    share = (standby.cluster.directory / "secrets" / "unseal-key").read_text().strip()
+
+    def side(option: str, dc: Dc) -> list[str]:
+        arguments = []
+        for node in dc.cluster.nodes.values():
+            arguments += [f"--{option}-addr", node.api,
+                          f"--{option}-kmip", f"{node.kmip_host}:{node.kmip_port}"]
+        return [*arguments, f"--{option}-token", dc.token,
+                f"--{option}-cacert", str(dc.cluster.ca)]
+
+    # Every KMIP listener serves the first primary's cluster CA, and trusts its clients.
+    credentials = standby.cluster
+    result = CliRunner().invoke(cli, [
+        "drill", "dr", *side("primary", leading), *side("dr", standby),
+        "--kmip-ca", str(credentials.ca), "--kmip-cert", str(credentials.client_cert),
+        "--kmip-key", str(credentials.client_key), "--unseal-key", share, "--keys", "20",
+        "--demote-primary", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+
+    assert report["passed"] and report["missing"] == []
+    assert report["keys_acknowledged"] == report["keys_present"] == 20
+    assert 0 < report["promote_seconds"] <= report["unavailable_seconds"] < 60
+    assert standby.status()["mode"] == "primary"
+    # The cut was real: the old primary's nodes are sealed (their health says 503),
+    # and demoted, waiting for update-primary.
+    for node_id in leading.cluster.nodes:
+        health = leading.cluster.health(node_id)
+        assert health is not None and health[0] == 503 and health[1]["sealed"]
+    assert leading.call("GET", "status", node_id="node-1")["mode"] == "dr"
