@@ -73,6 +73,9 @@ async def rekey(ctx: Context, payload: ReKeyRequestPayload) -> ReKeyResponsePayl
     length = block.cryptographic_length or _enum(old, "Cryptographic Length")
     if algorithm is None or length is None:
         raise invalid_field("the key has no Cryptographic Algorithm and Length to repeat")
+    for name, value in (("Cryptographic Algorithm", algorithm), ("Cryptographic Length", length)):
+        if any(a.name == name and a.value.value != value for a in requested):
+            raise invalid_field(f"Re-key keeps the key's {name}; create a new key to change it")
     key = SymmetricKey(key_block=KeyBlock(
         key_format_type=KeyFormatType.RAW,
         key_value=KeyValue(key_material=secrets.token_bytes(int(length) // 8)),

@@ -779,3 +779,12 @@ def test_a_21_client_names_the_subject_with_certificate_subject_attributes(
         version=(2, 1)).unique_identifier
 
     assert certificate(service, uid).subject.rfc4514_string() == "O=Example,CN=host-21"
+
+
+def test_rekey_keeps_the_algorithm_and_length(service: KmipService) -> None:
+    old = aes_key(service, CIPHER)
+    answer = refused(service, Operation.RE_KEY, ReKeyRequestPayload(
+        unique_identifier=old, template_attribute=template(
+            attr("Cryptographic Length", ItemType.INTEGER, 128))))
+    assert answer.result_reason == ResultReason.INVALID_FIELD
+    assert "keeps the key's Cryptographic Length" in (answer.result_message or "")
