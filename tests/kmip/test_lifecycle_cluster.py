@@ -1,4 +1,4 @@
-"""Archive, Recover, Set Attribute, Import and Export through a real 3-node cluster.
+"""Archive, Recover, Set Attribute, Import, Export and Templates through a 3-node cluster.
 
 Each change is sent to one follower and observed on the other: it went through the
 Raft log (forwarded to the leader, applied everywhere), not into one node's memory.
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from harness import Cluster
 
-from keyquorum.kmip.attributes import Attributes, NewAttribute
+from keyquorum.kmip.attributes import Attribute, Attributes, Name, NewAttribute, TemplateAttribute
 from keyquorum.kmip.messages import (
     RequestBatchItem,
     RequestHeader,
@@ -22,6 +22,7 @@ from keyquorum.kmip.messages import (
     decode_message,
     encode_message,
 )
+from keyquorum.kmip.objects import Template
 from keyquorum.kmip.payloads import (
     ActivateRequestPayload,
     ArchiveRequestPayload,
@@ -32,6 +33,7 @@ from keyquorum.kmip.payloads import (
     ImportRequestPayload,
     ProtocolVersion,
     RecoverRequestPayload,
+    RegisterRequestPayload,
     SetAttributeRequestPayload,
 )
 from keyquorum.kmip.tables import (
@@ -44,6 +46,7 @@ from keyquorum.kmip.tables import (
 )
 from keyquorum.kmip.ttlv import Item, ItemType
 
+V1_4 = ProtocolVersion(major=1, minor=4)
 V2_1 = ProtocolVersion(major=2, minor=1)
 
 
@@ -61,8 +64,9 @@ def followers(cluster: Cluster) -> tuple[str, str]:
     return first, second
 
 
-def send(cluster: Cluster, node: str, operation: Operation, payload: object) -> ResponseBatchItem:
-    header = RequestHeader(protocol_version=V2_1, batch_count=1)
+def send(cluster: Cluster, node: str, operation: Operation, payload: object,
+         version: ProtocolVersion = V2_1) -> ResponseBatchItem:
+    header = RequestHeader(protocol_version=version, batch_count=1)
     message = RequestMessage(header=header,
                              batch_items=(RequestBatchItem(operation=operation, payload=payload),))
     response = decode_message(cluster.exchange(node, encode_message(message)))
@@ -70,8 +74,9 @@ def send(cluster: Cluster, node: str, operation: Operation, payload: object) -> 
     return response.batch_items[0]
 
 
-def ok(cluster: Cluster, node: str, operation: Operation, payload: object) -> Any:
-    answer = send(cluster, node, operation, payload)
+def ok(cluster: Cluster, node: str, operation: Operation, payload: object,
+       version: ProtocolVersion = V2_1) -> Any:
+    answer = send(cluster, node, operation, payload, version)
     assert answer.result_status == ResultStatus.SUCCESS, answer.result_message
     return answer.payload
 
@@ -131,3 +136,29 @@ def test_an_export_imported_on_another_node_is_the_same_key(
 
     copy = ok(cluster, one, Operation.GET, GetRequestPayload(unique_identifier=f"{uid}-copy"))
     assert copy.object == exported.object
+
+
+def test_a_template_registered_on_one_node_shapes_a_key_created_on_another(
+    cluster: Cluster, followers: tuple[str, str]
+) -> None:
+    one, other = followers
+    aes_128 = (
+        Attribute(name="Cryptographic Algorithm", value=Item(
+            Tag.ATTRIBUTE_VALUE, ItemType.ENUMERATION, int(CryptographicAlgorithm.AES))),
+        Attribute(name="Cryptographic Length",
+                  value=Item(Tag.ATTRIBUTE_VALUE, ItemType.INTEGER, 128)),
+    )
+    name = Attribute(name="Name", value=Item(Tag.ATTRIBUTE_VALUE, ItemType.STRUCTURE, [
+        Item(Tag.NAME_VALUE, ItemType.TEXT_STRING, "cluster-aes-128"),
+        Item(Tag.NAME_TYPE, ItemType.ENUMERATION, 1)]))
+    ok(cluster, one, Operation.REGISTER, RegisterRequestPayload(
+        object_type=ObjectType.TEMPLATE, template_attribute=TemplateAttribute(attributes=(name,)),
+        object=Template(attributes=aes_128)), V1_4)
+
+    created = ok(cluster, other, Operation.CREATE, CreateRequestPayload(
+        object_type=ObjectType.SYMMETRIC_KEY, template_attribute=TemplateAttribute(
+            names=(Name(name_value="cluster-aes-128", name_type=1),))), V1_4)
+
+    key = ok(cluster, one, Operation.GET,
+             GetRequestPayload(unique_identifier=created.unique_identifier), V1_4)
+    assert len(key.object.key_block.key_value.key_material) == 16
