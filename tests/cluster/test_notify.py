@@ -245,6 +245,9 @@ def test_the_leader_puts_new_keys_and_notifies_changes_of_its_scope_only(
         puts = wait_for(lambda: endpoint.messages(Operation.PUT, uid), 15, "the Put")
         ours.activate(uid)
         notices = wait_for(lambda: endpoint.messages(Operation.NOTIFY, uid), 15, "the Notify")
+        replacement = ours.rekey(uid=uid)
+        replaced = wait_for(lambda: endpoint.messages(Operation.PUT, replacement), 15,
+                            "the Put of the replacement")
 
     # Put New with the key itself, sent by the leader alone.
     (sender, put), = puts
@@ -258,6 +261,14 @@ def test_the_leader_puts_new_keys_and_notifies_changes_of_its_scope_only(
     changed = {a.name: a.value for a in notice.attribute_list}
     assert changed["State"].value == enums.State.ACTIVE.value
     assert "Activation Date" in changed
+
+    # Re-key: Put Replace naming the old key, and a Notify of the old key's new Link.
+    (sender, put), = replaced
+    assert sender == leader
+    assert (put.put_function, put.replaced_unique_identifier) == (PutFunction.REPLACE, uid)
+    wait_for(lambda: any("Link" in {a.name for a in n.attribute_list}
+                         for _, n in endpoint.messages(Operation.NOTIFY, uid)),
+             15, "the Notify of the old key's Link")
 
     # Nothing of the scope without an endpoint.
     assert not endpoint.messages(Operation.PUT, elsewhere)
