@@ -26,6 +26,7 @@ from .api import NodeHealth, create_api, serve_api
 from .audit import AuditBroker
 from .audit_api import install_audit_api
 from .barrier import BarrierError
+from .certify_api import certify_ca_router
 from .cluster_state import ClusterState
 from .config import NodeConfig
 from .consul import replication_role_tag, start_registration
@@ -244,6 +245,7 @@ async def _serve(config: NodeConfig) -> int:
     app.include_router(raft_status_router(str(config.node.id), replicated, seal,
                                           lambda: health(config, replicated, seal).status_code))
     app.include_router(objects_router(admin))
+    app.include_router(certify_ca_router(admin))
     app.include_router(notify_router(admin))
     app.include_router(audit_trail_router(admin))
     app.include_router(ui_router())

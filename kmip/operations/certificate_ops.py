@@ -33,11 +33,14 @@ a signature, a date, a CA constraint or a revocation fails; Unknown when it does
 reach an anchor. The anchors are the chain's own last certificate when self-signed
 (the client chose it) and the cluster's issuing CA.
 
-Shortcomings: the issuing CA's certificate reaches a client only through a
-Validate that trusts it (no operation hands it out yet, and a copy in every scope
-would be an object nobody asked for); certificates are X.509 only (no PGP, no
-CRMF requests); a client issuer makes end-entity certificates only, so a chain
-has no intermediate CAs made here.
+The issuing CA's certificate is served as PEM by every node's API at
+`GET /v1/sys/certify-ca` (cluster/certify_api.py), not as a KMIP object: a copy in
+every scope would be an object nobody asked for, found by their Locates.
+
+Shortcomings: certificates are X.509 only (no PGP, no CRMF requests); a client
+issuer makes end-entity certificates only, so a chain has no intermediate CAs
+made here; an X.509 Certificate Subject (a DER name) is refused, the text subject
+fields are taken instead.
 """
 
 from __future__ import annotations

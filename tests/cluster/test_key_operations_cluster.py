@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import ssl
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -240,3 +242,28 @@ def test_pykmip_registers_a_key_wrapped_under_a_kek_the_cluster_holds(
 
     with cluster.pykmip(follower) as client:
         assert client.get(uid).value == secret
+
+
+def test_every_node_serves_the_issuing_ca_that_signed_certify(
+    cluster: Cluster, nodes: tuple[str, str],
+) -> None:
+    follower, other = nodes
+    rsa = Attribute(name="Cryptographic Algorithm", value=Item(
+        Tag.ATTRIBUTE_VALUE, ItemType.ENUMERATION, CryptographicAlgorithm.RSA))
+    bits = Attribute(name="Cryptographic Length", value=Item(
+        Tag.ATTRIBUTE_VALUE, ItemType.INTEGER, 2048))
+    pair = ask(cluster, follower, Operation.CREATE_KEY_PAIR, CreateKeyPairRequestPayload(
+        common_template_attribute=TemplateAttribute(attributes=(rsa, bits))))
+    uid = ask(cluster, follower, Operation.CERTIFY, CertifyRequestPayload(
+        unique_identifier=pair.public_key_unique_identifier)).unique_identifier
+    issued = x509.load_der_x509_certificate(ask(cluster, other, Operation.GET, GetRequestPayload(
+        unique_identifier=uid)).object.certificate_value)
+
+    for node_id in (follower, other):
+        context = ssl.create_default_context(cafile=str(cluster.ca))
+        url = cluster.nodes[node_id].api + "/v1/sys/certify-ca"
+        with urllib.request.urlopen(url, context=context, timeout=10) as response:
+            authority = x509.load_pem_x509_certificate(response.read())
+        issued.verify_directly_issued_by(authority)
+        # Not the cluster CA, whose certificates are credentials for this cluster.
+        assert authority != x509.load_pem_x509_certificate(cluster.ca.read_bytes())
