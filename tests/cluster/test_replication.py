@@ -1,9 +1,11 @@
 """Replication between real 3-node clusters on loopback: primary, performance, DR.
 
 One set of clusters serves the whole module and the tests run in file order, each
-leaving the clusters as the next expects: the first three use the primary and the
-performance secondary; the DR drill stops the primary and promotes the DR secondary;
-the last demotes the old primary and attaches it to the new one.
+leaving the clusters as the next expects: the first four use the primary and its two
+secondaries (the fourth kills the primary's leader and starts it again); the DR
+drill stops the primary and promotes the DR secondary; the next demotes the old
+primary and attaches it to the new one as its DR secondary; the last runs
+`keyquorum drill dr` from the new primary back to the old one.
 
 The clusters share one root key (dev mode's key file), as secondaries of a real
 deployment share their primary's unseal keys: the keyring arrives with the state.
