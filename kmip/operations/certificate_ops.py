@@ -169,7 +169,7 @@ async def certify(ctx: Context, payload: CertifyRequestPayload) -> CertifyRespon
     public_key, subject, key_obj = await _subject_key(ctx, payload, requested)
 
     # Then who signs, and the certificate.
-    issuer = await _issuer(ctx, requested, key_obj, subject)
+    issuer = await _issuer(ctx, requested, public_key, key_obj, subject)
     der = _sign(public_key, subject, issuer, requested, ctx.now())
 
     # Last the object, linked to its public key both ways.
@@ -199,7 +199,7 @@ async def recertify(ctx: Context, payload: ReCertifyRequestPayload) -> ReCertify
     ctx.placeholder = old.uid
 
     # The same issuer: the one the request names, or the one that signed before.
-    issuer = await _issuer(ctx, requested, key_obj, subject, previous=previous)
+    issuer = await _issuer(ctx, requested, public_key, key_obj, subject, previous=previous)
     der = _sign(public_key, subject, issuer, requested, ctx.now())
     uid = await _store(ctx, der, requested, key_obj, issuer, replaced=old,
                        offset=payload.offset)
@@ -277,29 +277,50 @@ def _default_subject(key_obj: ManagedObject) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
-async def _issuer(ctx: Context, requested: list[StoredAttribute],
+async def _issuer(ctx: Context, requested: list[StoredAttribute], public_key: PublicKeyType,
                   key_obj: ManagedObject | None, subject: x509.Name,
                   previous: x509.Certificate | None = None) -> _Issuer:
-    """The issuer the request names with its Links, else the one that signed before,
-    else the cluster's issuing CA."""
-    links = {int(child.value[0].value): str(child.value[1].value)
-             for child in (a.value for a in requested if a.name == "Link")}
+    """The issuer the request names with its Links, else the one that signed
+    ``previous`` (renewing), else the cluster's issuing CA."""
+    links = {}
+    for value in (a.value for a in requested if a.name == "Link"):
+        fields = {child.tag: child.value for child in value.value}
+        links[int(fields[Tag.LINK_TYPE])] = str(fields[Tag.LINKED_OBJECT_IDENTIFIER])
     private_uid = links.get(LinkType.PRIVATE_KEY_LINK)
-    certificate_uid = links.get(LinkType.CERTIFICATE_LINK)
-    if private_uid is None and previous is not None and previous.issuer != previous.subject:
-        if previous.issuer.rfc4514_string() != _issuing_name().rfc4514_string():
-            raise invalid_field("name the issuer's private key with a Private Key Link")
-    if private_uid is None and previous is not None and previous.issuer == previous.subject:
-        own = None if key_obj is None else linked(key_obj, LinkType.PRIVATE_KEY_LINK)
-        if own is None:
-            raise invalid_field("name the issuer's private key with a Private Key Link")
-        private_uid = own
+    if private_uid is None and previous is not None:
+        private_uid = _previous_signer(previous, key_obj)
     if private_uid is None:
         return await _issuing_ca(ctx)
 
-    # A client's own issuer: a usable private key of its scope.
+    # A client's own issuer: a usable private key of its scope, named by its
+    # certificate or, signing its own public key, by the subject (self-signed).
+    key = await _signing_key(ctx, private_uid)
+    certificate_uid = links.get(LinkType.CERTIFICATE_LINK)
+    if certificate_uid is not None:
+        certificate = await _issuer_certificate(ctx, certificate_uid)
+        if certificate.public_key() != key.public_key():
+            raise invalid_field("the issuer's certificate is not for the issuer's private key")
+        return _Issuer(key, certificate.subject, certificate, certificate_uid)
+    if key.public_key() == public_key:
+        return _Issuer(key, subject, None, None, self_signed=True)
+    raise invalid_field("name the issuer's certificate with a Certificate Link")
+
+
+def _previous_signer(previous: x509.Certificate, key_obj: ManagedObject | None) -> str | None:
+    """Who signs a renewal with no issuer named: the cluster's CA again (None), or the
+    key's own private key for a self-signed certificate; otherwise the client must say."""
+    if previous.issuer == _issuing_name():
+        return None
+    own = None if key_obj is None else linked(key_obj, LinkType.PRIVATE_KEY_LINK)
+    if previous.issuer != previous.subject or own is None:
+        raise invalid_field("name the issuer's private key with a Private Key Link "
+                            "(and its certificate with a Certificate Link)")
+    return own
+
+
+async def _signing_key(ctx: Context, uid: str) -> crypto.PrivateKey:
     placeholder = ctx.placeholder
-    signer = await ctx.read(private_uid)
+    signer = await ctx.read(uid)
     ctx.placeholder = placeholder
     if signer.object_type != ObjectType.PRIVATE_KEY or signer.material is None:
         raise KmipError(ResultReason.INVALID_OBJECT_TYPE,
@@ -312,25 +333,16 @@ async def _issuer(ctx: Context, requested: list[StoredAttribute],
                                               | CryptographicUsageMask.SIGN):
         raise KmipError(ResultReason.INCOMPATIBLE_CRYPTOGRAPHIC_USAGE_MASK,
                         "the issuer's private key may not sign certificates")
-    key = crypto.load_private_key(_key_der(signer))
+    return crypto.load_private_key(_key_der(signer))
 
-    # Its name: its certificate's subject, or the subject itself for a self-signed one.
-    if certificate_uid is not None:
-        held = ctx.backend.store.get(ctx.scope, certificate_uid)
-        if held is None or held.object_type != ObjectType.CERTIFICATE or held.material is None:
-            raise KmipError(ResultReason.OBJECT_NOT_FOUND,
-                            "the Certificate Link names no certificate")
-        opened = await ctx.read(certificate_uid)
-        ctx.placeholder = placeholder
-        certificate = _x509(opened)
-        if certificate.public_key() != key.public_key():
-            raise invalid_field("the issuer's certificate is not for the issuer's private key")
-        return _Issuer(key, certificate.subject, certificate, str(opened.uid))
-    own_key = None if key_obj is None else linked(key_obj, LinkType.PRIVATE_KEY_LINK)
-    if own_key == signer.uid or (key_obj is None and previous is not None
-                                 and previous.public_key() == key.public_key()):
-        return _Issuer(key, subject, None, None, self_signed=True)
-    raise invalid_field("name the issuer's certificate with a Certificate Link")
+
+async def _issuer_certificate(ctx: Context, uid: str) -> x509.Certificate:
+    placeholder = ctx.placeholder
+    held = await ctx.read(uid)
+    ctx.placeholder = placeholder
+    if held.object_type != ObjectType.CERTIFICATE or held.material is None:
+        raise invalid_field("the Certificate Link must name a certificate")
+    return _x509(held)
 
 
 def _sign(public_key: PublicKeyType, subject: x509.Name, issuer: _Issuer,

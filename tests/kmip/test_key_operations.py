@@ -788,3 +788,24 @@ def test_rekey_keeps_the_algorithm_and_length(service: KmipService) -> None:
             attr("Cryptographic Length", ItemType.INTEGER, 128))))
     assert answer.result_reason == ResultReason.INVALID_FIELD
     assert "keeps the key's Cryptographic Length" in (answer.result_message or "")
+
+
+def test_recertify_a_self_signed_root_and_a_leaf_that_must_name_its_issuer(
+    service: KmipService,
+) -> None:
+    ca = activated_pair(service)
+    root = certify(service, ca.public_key_unique_identifier,
+                   link(LinkType.PRIVATE_KEY_LINK, ca.private_key_unique_identifier))
+    leaf = certify(service, rsa_pair(service).public_key_unique_identifier,
+                   link(LinkType.PRIVATE_KEY_LINK, ca.private_key_unique_identifier),
+                   link(LinkType.CERTIFICATE_LINK, root))
+
+    renewed = str(one(service, Operation.RE_CERTIFY, ReCertifyRequestPayload(
+        unique_identifier=root)).unique_identifier)
+    again = certificate(service, renewed)
+    assert again.issuer == again.subject == certificate(service, root).subject
+    again.verify_directly_issued_by(again)
+
+    answer = refused(service, Operation.RE_CERTIFY, ReCertifyRequestPayload(
+        unique_identifier=leaf))
+    assert "Private Key Link" in (answer.result_message or "")
