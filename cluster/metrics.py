@@ -29,9 +29,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from keyquorum.kmip.frontend import KmipFrontend
+from keyquorum.kmip.https import KmipHttpsFrontend
 from keyquorum.kmip.tables import Operation, ResultReason, ResultStatus
 
 from .audit import AuditBroker
+from .notify import Notifier
 from .raft import ReplicatedLog
 from .replication_node import ReplicationNode
 from .replication_state import SECONDARY_MODES
@@ -90,6 +92,9 @@ class NodeParts:
     seal: Seal
     audit: AuditBroker
     replication: ReplicationNode
+    # KMIP over HTTPS, when kmip.https_listen is set; Notify and Put to endpoints.
+    https: KmipHttpsFrontend | None = None
+    notifier: Notifier | None = None
 
 
 class NodeCollector(Collector):
@@ -103,6 +108,27 @@ class NodeCollector(Collector):
         yield from self._raft()
         yield from self._seal_and_audit()
         yield from self._replication()
+        yield from self._https_and_notify()
+
+    def _https_and_notify(self) -> Iterator[Metric]:
+        https, notifier = self._parts.https, self._parts.notifier
+        if https is not None:
+            for name, value, text in (
+                ("accepted", https.accepted, "KMIP over HTTPS: TLS connections admitted."),
+                ("refused", https.refused, "KMIP over HTTPS: connections refused."),
+                ("handshake_failures", https.handshake_failures,
+                 "KMIP over HTTPS: failed TLS handshakes."),
+            ):
+                yield _counter(f"keyquorum_kmip_https_connections_{name}", text, value)
+            yield _counter("keyquorum_kmip_https_requests", "KMIP over HTTPS: requests answered.",
+                           https.requests)
+        if notifier is not None:
+            yield _counter("keyquorum_notify_sent", "Notify and Put messages an endpoint took.",
+                           notifier.sent)
+            yield _counter("keyquorum_notify_failures",
+                           "Failed Notify and Put attempts (each retry counts).", notifier.failed)
+            yield _gauge("keyquorum_notify_queued", "Object changes waiting to be sent.",
+                         notifier.queued)
 
     def _connections(self) -> Iterator[Metric]:
         frontend = self._parts.frontend

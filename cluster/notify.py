@@ -207,6 +207,10 @@ class Notifier:
         self.sent = 0
         self.failed = 0
 
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
     def observe(self, changes: Sequence[ObjectChange]) -> None:
         """Called on the Raft thread after each apply; hands the changes to the loop."""
         loop = self._loop

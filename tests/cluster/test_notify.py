@@ -298,6 +298,15 @@ def test_a_failing_endpoint_is_retried_and_each_failure_logged(
     lines = wait_for(failures, 15, "three failure lines")
     assert [f"attempt={n}" in line for n, line in enumerate(lines, 1)] == [True] * 3
 
+    # The leader's metrics count them, and what the live endpoint took.
+    verify = ssl.create_default_context(cafile=str(cluster.ca))
+    text = httpx.get(f"{cluster.nodes[cluster.leader()].api}/v1/sys/metrics", verify=verify,
+                     timeout=15).text
+    samples = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+               if line.startswith("keyquorum_notify_")}
+    assert samples["keyquorum_notify_failures_total"] >= 3
+    assert samples["keyquorum_notify_sent_total"] >= 1
+
 
 def test_endpoint_registration_says_what_is_wrong(admin: httpx.Client, tmp_path: Path) -> None:
     scope, _, _ = tenant(admin, tmp_path)

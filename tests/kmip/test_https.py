@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from harness import Cluster
+from harness import Cluster, wait_for
 
 from keyquorum.kmip.attributes import Attribute, TemplateAttribute
 from keyquorum.kmip.conformance import HttpsTransport, run_case
@@ -253,3 +253,27 @@ def test_the_conformance_runner_passes_a_baseline_case_over_each_encoding(
                       lambda: HttpsTransport(host, port, tls, encoding))
 
     assert result.passed, result.difference
+
+
+def metric(cluster: Cluster, node_id: str, name: str) -> float:
+    """One sample of the node's /v1/sys/metrics, by its full name."""
+    verify = ssl.create_default_context(cafile=str(cluster.ca))
+    text = httpx.get(f"{cluster.nodes[node_id].api}/v1/sys/metrics", verify=verify,
+                     timeout=15).text
+    values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
+    assert values, f"{name} is not in the metrics"
+    return float(values[0])
+
+
+def test_requests_and_refusals_are_counted_in_the_metrics(cluster: Cluster) -> None:
+    before = metric(cluster, "node-3", "keyquorum_kmip_https_requests_total")
+    refused = metric(cluster, "node-3", "keyquorum_kmip_https_connections_handshake_failures_total")
+
+    create(cluster, "node-3", "xml")
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        post(cluster, "node-3", b"", "application/octet-stream", tls=context(cluster))
+
+    assert metric(cluster, "node-3", "keyquorum_kmip_https_requests_total") == before + 1
+    wait_for(lambda: metric(cluster, "node-3",
+                            "keyquorum_kmip_https_connections_handshake_failures_total")
+             == refused + 1, 10, "the refused handshake to be counted")
