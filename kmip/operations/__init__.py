@@ -35,6 +35,7 @@ from .crypto_ops import (
     signature_verify,
 )
 from .derive_ops import derive_key
+from .endpoint_ops import set_endpoint_role
 from .keypair_ops import create_key_pair
 from .lifecycle_ops import archive, get_usage_allocation, obtain_lease, recover
 from .object_ops import activate, create, destroy, get, locate, register, revoke
@@ -57,6 +58,7 @@ HANDLERS: dict[Operation, Handler] = {
     Operation.IMPORT: import_object,
     Operation.EXPORT: export,
     Operation.PKCS_11: pkcs11,
+    Operation.SET_ENDPOINT_ROLE: set_endpoint_role,
     Operation.DISCOVER_VERSIONS: discover_versions,
     Operation.QUERY: query,
     Operation.CREATE: create,

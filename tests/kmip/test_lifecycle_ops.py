@@ -1,5 +1,6 @@
 """RNG Seed, Quantum Safe, Templates, Archive and Recover, leases and usage allocations,
-Set and Adjust Attribute, Import and Export, and PKCS#11, through KmipService.
+Set and Adjust Attribute, Import and Export, PKCS#11 and Set Endpoint Role, through
+KmipService.
 
 The log here applies each command at once on one KeyStore, as a single-node Raft log
 does; tests/kmip/test_conformance_cluster.py runs the OASIS cases through a cluster.
@@ -52,12 +53,14 @@ from keyquorum.kmip.payloads import (
     RegisterRequestPayload,
     RNGSeedRequestPayload,
     SetAttributeRequestPayload,
+    SetEndpointRoleRequestPayload,
 )
 from keyquorum.kmip.service import KmipService
 from keyquorum.kmip.tables import (
     AdjustmentType,
     BlockCipherMode,
     CryptographicAlgorithm,
+    EndpointRole,
     ObjectType,
     Operation,
     PKCS11Function,
@@ -516,3 +519,18 @@ def test_pkcs11_library_is_initialized_described_and_finalized(service: KmipServ
         PKCS11ReturnCode.OK
     assert pkcs11_call(service, PKCS11Function.C_GETINFO, context).pkcs11_return_code == \
         PKCS11ReturnCode.CRYPTOKI_NOT_INITIALIZED
+
+
+# Set Endpoint Role (KMIP 2.x).
+
+
+def test_the_server_stays_the_server_and_refuses_to_become_a_client(
+    service: KmipService
+) -> None:
+    kept = ok(service, Operation.SET_ENDPOINT_ROLE,
+              SetEndpointRoleRequestPayload(endpoint_role=EndpointRole.SERVER), (2, 1))
+
+    assert kept.endpoint_role == EndpointRole.SERVER
+    assert refused(service, Operation.SET_ENDPOINT_ROLE,
+                   SetEndpointRoleRequestPayload(endpoint_role=EndpointRole.CLIENT),
+                   (2, 1)) == ResultReason.FEATURE_NOT_SUPPORTED
