@@ -240,7 +240,8 @@ async def _serve(config: NodeConfig) -> int:
     app.include_router(sys_router(admin, seal))
     app.include_router(transform_router(admin, TransformEngine(state.transform, seal)))
     replication.install_api(app, admin)
-    registry.register(NodeCollector(NodeParts(frontend, replicated, seal, audit, replication)))
+    registry.register(NodeCollector(NodeParts(frontend, replicated, seal, audit, replication,
+                                                  https=https, notifier=notifier)))
     app.include_router(metrics_router(registry))
     app.include_router(raft_status_router(str(config.node.id), replicated, seal,
                                           lambda: health(config, replicated, seal).status_code))
