@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from keyquorum.cluster.barrier import Keyring
 from keyquorum.cluster.state import Command, KeyStore, Outcome
+from keyquorum.cluster.tenancy import OPERATION_FLAGS
 from keyquorum.kmip.attributes import Attribute, Attributes, TemplateAttribute
 from keyquorum.kmip.conformance import RunMemory, run_case
 from keyquorum.kmip.frontend import ClientIdentity
@@ -809,3 +810,10 @@ def test_recertify_a_self_signed_root_and_a_leaf_that_must_name_its_issuer(
     answer = refused(service, Operation.RE_CERTIFY, ReCertifyRequestPayload(
         unique_identifier=leaf))
     assert "Private Key Link" in (answer.result_message or "")
+
+
+def test_each_new_operation_has_a_role_flag() -> None:
+    # Roles grant operations by flag; the flags come from the handler registry.
+    assert {"operation_re_key", "operation_re_key_key_pair", "operation_derive_key",
+            "operation_certify", "operation_re_certify", "operation_validate"} <= set(
+        OPERATION_FLAGS)
