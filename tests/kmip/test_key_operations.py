@@ -83,6 +83,7 @@ from keyquorum.kmip.tables import (
     EncodingOption,
     HashingAlgorithm,
     KeyFormatType,
+    KeyWrapType,
     LinkType,
     ObjectType,
     Operation,
@@ -310,6 +311,12 @@ def test_register_keeps_a_key_wrapped_under_a_key_it_does_not_hold(
     got = one(service, Operation.GET, GetRequestPayload(
         unique_identifier=registered.unique_identifier)).object
     assert got.key_block.key_value == blob
+
+    # Asked for Not Wrapped, the server says it cannot open it rather than pretend.
+    answer = send(service, (Operation.GET, GetRequestPayload(
+        unique_identifier=registered.unique_identifier, key_wrap_type=KeyWrapType.NOT_WRAPPED)),
+        version=(2, 1))[0]
+    assert answer.result_reason == ResultReason.WRAPPING_OBJECT_NOT_FOUND
 
 
 @pytest.mark.parametrize("case", ["kmip-1.4/mandatory/AX-M-2-14.xml",
