@@ -8,7 +8,8 @@ batch with Undo rolled back through the log, Usage Limits spent through the log,
 Fresh cleared by a Get, a whole attribute listing, ChaCha20-Poly1305 with a
 truncated tag, an RNG seed mixed into the node's kernel pool, a key refused because
 it cannot be Quantum Safe, Queries that offer Templates (1.4) and the Quantum Safe
-profile's operations (2.1), and PKCS#11's C_Initialize, C_GetInfo and C_Finalize.
+profile's operations (2.1), PKCS#11's C_Initialize, C_GetInfo and C_Finalize, and
+keys got wrapped under a key the batch created.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ CASES = [
     "kmip-2.1/mandatory/QS-M-2-21.xml",
     "kmip-1.4/mandatory/TL-M-1-14.xml",
     "kmip-2.1/mandatory/PKCS11-M-1-21.xml",
+    "kmip-1.4/mandatory/AX-M-2-14.xml",
 ]
 
 
