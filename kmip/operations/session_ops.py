@@ -23,7 +23,8 @@ from ..payloads import (
     PollRequestPayload,
     PollResponsePayload,
 )
-from ..tables import CancellationResult, CryptographicUsageMask, ResultReason, State
+from ..tables import CancellationResult, CryptographicUsageMask, ResultReason, State, Tag
+from ..ttlv import Item
 from .context import Context
 
 log = logging.getLogger("keyquorum.kmip")
@@ -44,10 +45,29 @@ async def check(ctx: Context, payload: CheckRequestPayload) -> CheckResponsePayl
                             f"the usage mask does not allow {CryptographicUsageMask(wanted)!r}")
     if obj.state in (State.DESTROYED, State.DESTROYED_COMPROMISED):
         raise KmipError(ResultReason.OBJECT_DESTROYED, "the object was destroyed")
-    # A passed check answers with the identifier alone. This server keeps no usage
-    # limits or leases (Get Usage Allocation and Obtain Lease are not implemented),
-    # so a count or a lease asked for never fails the check.
+
+    # A count must be left in the Usage Limits (Check spends nothing; Get Usage
+    # Allocation does), and a lease must not outlast the object's Lease Time (the
+    # one Obtain Lease grants). An object without Usage Limits is not limited.
+    left = _usage_left(obj.first("Usage Limits"))
+    if payload.usage_limits_count is not None and left is not None \
+            and payload.usage_limits_count > left:
+        raise KmipError(ResultReason.PERMISSION_DENIED,
+                        f"only {left} of the key's Usage Limits are left")
+    lease = obj.first("Lease Time")
+    if payload.lease_time is not None and lease is not None and payload.lease_time > lease.value:
+        raise KmipError(ResultReason.PERMISSION_DENIED,
+                        f"the object's lease is {lease.value} seconds")
+    # A passed check answers with the identifier alone.
     return CheckResponsePayload(unique_identifier=obj.uid)
+
+
+def _usage_left(limits: Item | None) -> int | None:
+    if limits is None:
+        return None
+    fields = {item.tag: item.value for item in limits.value}
+    left = fields.get(Tag.USAGE_LIMITS_COUNT, fields.get(Tag.USAGE_LIMITS_TOTAL))
+    return None if left is None else int(left)
 
 
 async def poll(ctx: Context, payload: PollRequestPayload) -> PollResponsePayload:

@@ -36,6 +36,7 @@ from keyquorum.kmip.payloads import (
     AddAttributeRequestPayload,
     AdjustAttributeRequestPayload,
     ArchiveRequestPayload,
+    CheckRequestPayload,
     CreateRequestPayload,
     DestroyRequestPayload,
     EncryptRequestPayload,
@@ -534,3 +535,21 @@ def test_the_server_stays_the_server_and_refuses_to_become_a_client(
     assert refused(service, Operation.SET_ENDPOINT_ROLE,
                    SetEndpointRoleRequestPayload(endpoint_role=EndpointRole.CLIENT),
                    (2, 1)) == ResultReason.FEATURE_NOT_SUPPORTED
+
+
+def test_check_weighs_usage_left_and_the_lease_without_spending(service: KmipService) -> None:
+    uid = active_key(service, usage_limits(5), attr("Lease Time", ItemType.INTERVAL, 60))
+
+    def check(count: int | None = None, lease: int | None = None) -> CheckRequestPayload:
+        return CheckRequestPayload(unique_identifier=uid, usage_limits_count=count,
+                                   lease_time=lease)
+
+    ok(service, Operation.CHECK, check(count=5))
+    ok(service, Operation.CHECK, check(count=5))
+    ok(service, Operation.CHECK, check(lease=60))
+    assert refused(service, Operation.CHECK, check(count=6)) == ResultReason.PERMISSION_DENIED
+    assert refused(service, Operation.CHECK, check(lease=61)) == ResultReason.PERMISSION_DENIED
+
+    ok(service, Operation.GET_USAGE_ALLOCATION, GetUsageAllocationRequestPayload(
+        unique_identifier=uid, usage_limits_count=2))
+    assert refused(service, Operation.CHECK, check(count=4)) == ResultReason.PERMISSION_DENIED
