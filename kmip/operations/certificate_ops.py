@@ -438,7 +438,7 @@ async def _issuing_ca(ctx: Context) -> _Issuer:
     """
     await ctx.barrier()
     if ctx.backend.store.get(ISSUING_SCOPE, ISSUING_KEY_UID) is None:
-        authority = pki.create_ca(ISSUING_CA_NAME)
+        authority = pki.create_ca(ISSUING_CA_NAME, pki.KeyType.EC_P256)
         now = ctx.now()
         key_der = authority.private_key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
