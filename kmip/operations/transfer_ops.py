@@ -32,7 +32,7 @@ from ..payloads import (
     ImportRequestPayload,
     ImportResponsePayload,
 )
-from ..tables import KeyFormatType, KeyWrapType, ObjectType, ResultReason
+from ..tables import KeyFormatType, KeyWrapType, ObjectType, ResultReason, State
 from ..ttlv import encode_item
 from .attribute_ops import as_v2, stored, stored_v2, visible
 from .context import Context
@@ -50,7 +50,7 @@ _KEY_BLOCK_CLASSES: dict[int, Any] = {
 
 async def export(ctx: Context, payload: ExportRequestPayload) -> ExportResponsePayload:
     obj = await ctx.read(payload.unique_identifier, material=False)
-    if obj.state.name.startswith("DESTROYED"):
+    if obj.state in (State.DESTROYED, State.DESTROYED_COMPROMISED):
         exported: Any = _described(obj)
     else:
         exported = (await get(ctx, GetRequestPayload(
