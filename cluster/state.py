@@ -509,8 +509,14 @@ class KeyStore:
                 return Rejected(ResultReason.WRONG_KEY_LIFECYCLE_STATE,
                                 "the object it is made from was destroyed")
 
-        # Then the new objects, with the names they take over.
         created = {c.uid: c for c in command.objects}
+        if any(c.scope != command.scope for c in command.objects) or any(
+                new not in created for _, new in command.names_moved):
+            return Rejected(ResultReason.INVALID_FIELD,
+                            "new objects must be in the command's scope, and take names only "
+                            "from its sources")
+
+        # Then the new objects, with the names they take over.
         for old, new in command.names_moved:
             names = self._objects[(command.scope, old)].values("Name")
             taken = tuple(StoredAttribute("Name", value) for value in names)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,16 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.x509.oid import NameOID
 
 from keyquorum.cluster.barrier import Keyring
-from keyquorum.cluster.state import Command, KeyStore, Outcome
+from keyquorum.cluster.state import (
+    Applied,
+    Command,
+    CreateFromSources,
+    CreateObject,
+    KeyStore,
+    Outcome,
+    Rejected,
+    ScopeName,
+)
 from keyquorum.cluster.tenancy import OPERATION_FLAGS
 from keyquorum.kmip.attributes import Attribute, Attributes, TemplateAttribute
 from keyquorum.kmip.conformance import RunMemory, run_case
@@ -51,6 +61,7 @@ from keyquorum.kmip.objects import (
     PublicKey,
     SecretData,
     SymmetricKey,
+    UniqueIdentifier,
 )
 from keyquorum.kmip.payloads import (
     ActivateRequestPayload,
@@ -824,3 +835,26 @@ def test_each_new_operation_has_a_role_flag() -> None:
     assert {"operation_re_key", "operation_re_key_key_pair", "operation_derive_key",
             "operation_certify", "operation_re_certify", "operation_validate"} <= set(
         OPERATION_FLAGS)
+
+
+def test_create_from_sources_refuses_whole_what_it_cannot_apply() -> None:
+    # apply never raises: a malformed command is refused and leaves no trace.
+    store = KeyStore()
+    scope = ScopeName("default")
+    source = CreateObject(scope=scope, uid=UniqueIdentifier("old"),
+                          object_type=ObjectType.SYMMETRIC_KEY, attributes=(), material=b"x",
+                          now=1)
+    assert isinstance(store.apply(source), Applied)
+    before = store.get(scope, "old")
+    new = replace(source, uid=UniqueIdentifier("new"))
+    link_item = Item(Tag.ATTRIBUTE_VALUE, ItemType.STRUCTURE, [])
+
+    for command in (
+        CreateFromSources(scope, (new,), ((UniqueIdentifier("old"), link_item),),
+                          ((UniqueIdentifier("old"), UniqueIdentifier("elsewhere")),), 2),
+        CreateFromSources(scope, (replace(new, scope=ScopeName("other")),), (), (), 2),
+        CreateFromSources(scope, (new,), ((UniqueIdentifier("missing"), link_item),), (), 2),
+    ):
+        assert isinstance(store.apply(command), Rejected)
+    assert [obj.uid for obj in store] == ["old"]
+    assert store.get(scope, "old") == before
