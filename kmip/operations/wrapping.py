@@ -118,11 +118,12 @@ async def unwrap_block(ctx: Context, block: KeyBlock) -> KeyBlock:
     else:
         try:
             item = decode_item(plaintext)
-        except ValueError:
-            raise invalid_field("the unwrapped data is not a TTLV Key Value") from None
-        if item.tag != Tag.KEY_VALUE:
-            raise invalid_field("the unwrapped data is not a TTLV Key Value")
-        value = from_item(KeyValue, item)
+            if item.tag != Tag.KEY_VALUE:
+                raise invalid_field("not a Key Value")
+            value = from_item(KeyValue, item)
+        except (ValueError, KmipError):
+            raise invalid_field("the unwrapped data is not a TTLV Key Value: was it wrapped "
+                                "with No Encoding?") from None
     return replace(block, key_value=value, key_wrapping_data=None)
 
 
