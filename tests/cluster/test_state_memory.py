@@ -1,0 +1,106 @@
+"""The key store's compact representation: shared attributes, slots, the same pickles.
+
+bench/memory_bench.py measures what these save; here is what they must not change: every
+key still reads its own values, the pickled form journals and dumps hold is the field
+dict it always was, and a restore gives back equal objects.
+"""
+
+from __future__ import annotations
+
+import gc
+import pickle
+
+from keyquorum.cluster.raft import _CollectorPause
+from keyquorum.cluster.state import (
+    DEFAULT_SCOPE,
+    SHARED_ATTRIBUTES_MAX,
+    Applied,
+    CreateObject,
+    KeyStore,
+    ManagedObject,
+    StoredAttribute,
+    UniqueIdentifier,
+    attribute_value,
+)
+from keyquorum.kmip.tables import CryptographicAlgorithm, ObjectType, Tag
+from keyquorum.kmip.ttlv import Item, ItemType
+
+
+def create(store: KeyStore, uid: str, *attributes: StoredAttribute) -> ManagedObject:
+    assert store.apply(CreateObject(DEFAULT_SCOPE, UniqueIdentifier(uid),
+                                    ObjectType.SYMMETRIC_KEY, attributes, b"sealed",
+                                    now=100)) == Applied(UniqueIdentifier(uid))
+    obj = store.get(DEFAULT_SCOPE, uid)
+    assert obj is not None
+    return obj
+
+
+def algorithm(value: object) -> StoredAttribute:
+    return StoredAttribute("Cryptographic Algorithm",
+                           attribute_value(ItemType.ENUMERATION, value))
+
+
+def test_few_valued_attributes_are_one_copy_and_the_rest_stay_each_keys_own() -> None:
+    store = KeyStore()
+    rng = [Item(Tag.RNG_ALGORITHM, ItemType.ENUMERATION, 1)]
+    first = create(store, "k1", algorithm(CryptographicAlgorithm.AES),
+                   StoredAttribute("Random Number Generator",
+                                   attribute_value(ItemType.STRUCTURE, list(rng))),
+                   StoredAttribute("x-label", attribute_value(ItemType.TEXT_STRING, "a")))
+    second = create(store, "k2", algorithm(CryptographicAlgorithm.AES),
+                    StoredAttribute("Random Number Generator",
+                                    attribute_value(ItemType.STRUCTURE, list(rng))),
+                    StoredAttribute("x-label", attribute_value(ItemType.TEXT_STRING, "b")))
+
+    def named(obj: ManagedObject, name: str) -> StoredAttribute:
+        return next(a for a in obj.attributes if a.name == name)
+
+    assert named(first, "Cryptographic Algorithm") is named(second, "Cryptographic Algorithm")
+    assert named(first, "Random Number Generator") is named(second, "Random Number Generator")
+    assert named(first, "Unique Identifier").value.value == "k1"
+    assert named(second, "Unique Identifier").value.value == "k2"
+    assert [named(o, "x-label").value.value for o in (first, second)] == ["a", "b"]
+
+    # An IntEnum member equals its int, but each key keeps the value type it was given.
+    third = create(store, "k3", algorithm(int(CryptographicAlgorithm.AES)))
+    assert type(named(third, "Cryptographic Algorithm").value.value) is int
+    assert isinstance(named(first, "Cryptographic Algorithm").value.value,
+                      CryptographicAlgorithm)
+
+
+def test_pool_stops_growing_at_its_limit() -> None:
+    store = KeyStore()
+    for n in range(SHARED_ATTRIBUTES_MAX + 10):
+        create(store, f"k{n}", StoredAttribute(
+            "Cryptographic Length", attribute_value(ItemType.INTEGER, n)))
+    assert len(store._shared) == SHARED_ATTRIBUTES_MAX
+
+
+def test_pickled_form_is_the_field_dict_and_a_snapshot_restores_equal_objects() -> None:
+    store = KeyStore()
+    obj = create(store, "k1", algorithm(CryptographicAlgorithm.AES))
+    attribute = obj.attributes[0]
+
+    # What a journal written before slots holds: the instance's field dict as its state.
+    assert attribute.__reduce_ex__(5)[2] == {"name": attribute.name, "value": attribute.value}
+    assert set(obj.__reduce_ex__(5)[2]) == {
+        "scope", "uid", "object_type", "state", "attributes", "material"}
+    assert pickle.loads(pickle.dumps(obj)) == obj
+
+    restored = KeyStore()
+    restored.restore(store.snapshot())
+    assert restored.get(DEFAULT_SCOPE, "k1") == obj
+
+
+def test_collector_pause_nests_and_resumes_collection() -> None:
+    pause = _CollectorPause()
+    assert gc.isenabled()
+    pause.begin()
+    pause.begin()
+    pause.end()
+    assert not gc.isenabled()  # another holder is still rebuilding
+    pause.end()
+    pause.end()  # one end too many is ignored
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 0  # what was rebuilt is out of later collections
+    gc.unfreeze()  # frozen objects hide from gc.get_referrers, which Hypothesis uses
