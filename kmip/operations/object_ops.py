@@ -532,17 +532,19 @@ async def locate(ctx: Context, payload: LocateRequestPayload) -> LocateResponseP
     # looking a key up by name want the latest).
     ranges = _date_ranges(wanted)
     exact = [a for a in wanted if a.name not in ranges]
-    asks_state = any(a.name == "State" for a in wanted)
-    # Archived objects are found only when the Storage Status Mask asks for them;
-    # without one, on-line objects only (KMIP 1.4 section 4.9).
-    mask = payload.storage_status_mask or StorageStatusMask.ON_LINE_STORAGE
+    # The Storage Status Mask picks on-line, archived and (2.x) destroyed objects;
+    # without one, on-line objects only (KMIP 1.4 section 4.9), and destroyed ones
+    # too when the client asks for a State.
+    mask = payload.storage_status_mask
+    if mask is None:
+        mask = StorageStatusMask.ON_LINE_STORAGE
+        if any(a.name == "State" for a in wanted):
+            mask |= StorageStatusMask.DESTROYED_STORAGE
     found = [
         obj for obj in ctx.backend.store.objects(ctx.scope)
-        if mask & (StorageStatusMask.ARCHIVAL_STORAGE if obj.first("Archive Date")
-                   else StorageStatusMask.ON_LINE_STORAGE)
+        if mask & _storage_status(obj)
         and all(_matches(obj, attribute) for attribute in exact)
         and all(_in_range(obj, name, bounds) for name, bounds in ranges.items())
-        and (asks_state or obj.state not in (State.DESTROYED, State.DESTROYED_COMPROMISED))
     ]
     found.sort(key=lambda obj: (_initial_date(obj), obj.uid), reverse=True)
     total = len(found)
@@ -560,6 +562,14 @@ async def locate(ctx: Context, payload: LocateRequestPayload) -> LocateResponseP
     located = total if ctx.version >= (1, 3) and paged else None
     return LocateResponsePayload(located_items=located,
                                  unique_identifiers=tuple(obj.uid for obj in found))
+
+
+def _storage_status(obj: ManagedObject) -> StorageStatusMask:
+    if obj.state in (State.DESTROYED, State.DESTROYED_COMPROMISED):
+        return StorageStatusMask.DESTROYED_STORAGE
+    if obj.first("Archive Date") is not None:
+        return StorageStatusMask.ARCHIVAL_STORAGE
+    return StorageStatusMask.ON_LINE_STORAGE
 
 
 def _date_ranges(wanted: list[StoredAttribute]) -> dict[str, tuple[int, int]]:

@@ -332,6 +332,14 @@ def test_locate_finds_archived_objects_only_when_asked(service: KmipService) -> 
     assert only_archived.unique_identifiers == (archived,)
     assert set(both.unique_identifiers) == {online, archived}
 
+    # KMIP 2.x adds destroyed objects, found only by that bit.
+    destroyed = str(ok(service, Operation.CREATE, aes(256)).unique_identifier)
+    ok(service, Operation.DESTROY, DestroyRequestPayload(unique_identifier=destroyed))
+    only_destroyed = ok(service, Operation.LOCATE, LocateRequestPayload(
+        storage_status_mask=StorageStatusMask.DESTROYED_STORAGE), (2, 1))
+    assert only_destroyed.unique_identifiers == (destroyed,)
+    assert destroyed not in ok(service, Operation.LOCATE, LocateRequestPayload()).unique_identifiers
+
 
 def test_archive_date_is_the_servers_to_set(service: KmipService) -> None:
     uid = active_key(service)
