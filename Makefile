@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 DEV_DIR ?= dev-cluster
 TYPECHECK := build/typecheck
 
-.PHONY: run test lint typecheck tables check-tables proto check-proto unit bench-codec bench conformance chaos fuzz clean
+.PHONY: run test lint typecheck tables check-tables proto check-proto unit bench-codec bench bench-replication conformance chaos fuzz clean
 
 # Install (or refresh) the virtualenv whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -82,6 +82,11 @@ fuzz: $(STAMP)
 # holding 100,000 keys; writes docs/performance.md, .png and .json. About 15 minutes.
 bench: $(STAMP)
 	$(BIN)/python bench/kmip_bench.py
+
+# Replication lag p50/p99 on a performance secondary under a steady Create load on the
+# primary (two 3-node clusters); writes a section of docs/replication.md. About a minute.
+bench-replication: $(STAMP)
+	$(BIN)/python bench/replication_bench.py
 
 clean:
 	rm -rf $(VENV) build $(DEV_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis
