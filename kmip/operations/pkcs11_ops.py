@@ -36,7 +36,9 @@ MANUFACTURER = "keyquorum"
 LIBRARY_DESCRIPTION = "keyquorum KMIP key server"
 LIBRARY_VERSION = (0, 1)
 
-_contexts: OrderedDict[bytes, None] = OrderedDict()
+# Open contexts by scope and Correlation Value: one tenant's value means nothing in
+# another's scope.
+_contexts: OrderedDict[tuple[str, bytes], None] = OrderedDict()
 
 
 def library_info() -> bytes:
@@ -54,7 +56,7 @@ async def pkcs11(ctx: Context, payload: PKCS11RequestPayload) -> PKCS11ResponseP
     function = payload.pkcs11_function
     if function == PKCS11Function.C_INITIALIZE:
         correlation = secrets.token_bytes(16)
-        _contexts[correlation] = None
+        _contexts[(ctx.scope, correlation)] = None
         while len(_contexts) > MAX_CONTEXTS:
             _contexts.popitem(last=False)
         return _answer(payload, PKCS11ReturnCode.OK, correlation=correlation)
@@ -62,11 +64,11 @@ async def pkcs11(ctx: Context, payload: PKCS11RequestPayload) -> PKCS11ResponseP
     if function not in (PKCS11Function.C_GETINFO, PKCS11Function.C_FINALIZE):
         return _answer(payload, PKCS11ReturnCode.FUNCTION_NOT_SUPPORTED)
     named = payload.correlation_value
-    if named is None or named not in _contexts:
+    if named is None or (ctx.scope, named) not in _contexts:
         return _answer(payload, PKCS11ReturnCode.CRYPTOKI_NOT_INITIALIZED)
     if function == PKCS11Function.C_GETINFO:
         return _answer(payload, PKCS11ReturnCode.OK, output=library_info())
-    del _contexts[named]
+    del _contexts[(ctx.scope, named)]
     return _answer(payload, PKCS11ReturnCode.OK)
 
 
