@@ -97,8 +97,11 @@ async def derive_key(ctx: Context, payload: DeriveKeyRequestPayload
     if length is None or length <= 0 or length % 8 or length > MAX_DERIVED_BITS:
         raise invalid_field(f"give a Cryptographic Length in bits, a multiple of 8 up to "
                             f"{MAX_DERIVED_BITS}")
-    if payload.object_type == ObjectType.SYMMETRIC_KEY and algorithm is None:
-        raise invalid_field("a derived Symmetric Key needs a Cryptographic Algorithm")
+    if payload.object_type == ObjectType.SYMMETRIC_KEY:
+        if algorithm not in CryptographicAlgorithm._value2member_map_:
+            raise invalid_field("a derived Symmetric Key needs a Cryptographic Algorithm")
+        if algorithm == CryptographicAlgorithm.AES and length not in (128, 192, 256):
+            raise invalid_field("an AES key is 128, 192 or 256 bits")
 
     # Then the bytes, off the event loop: PBKDF2 is slow on purpose.
     derived = await asyncio.to_thread(_derive, int(payload.derivation_method), secret,

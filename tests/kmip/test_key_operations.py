@@ -858,3 +858,15 @@ def test_create_from_sources_refuses_whole_what_it_cannot_apply() -> None:
         assert isinstance(store.apply(command), Rejected)
     assert [obj.uid for obj in store] == ["old"]
     assert store.get(scope, "old") == before
+
+
+def test_a_derived_aes_key_has_an_aes_length(service: KmipService) -> None:
+    base = aes_key(service, DERIVE)
+    answer = send(service, (Operation.DERIVE_KEY, DeriveKeyRequestPayload(
+        object_type=ObjectType.SYMMETRIC_KEY, unique_identifiers=(base,),
+        derivation_method=DerivationMethod.HKDF, derivation_parameters=DerivationParameters(),
+        template_attribute=template(attr("Cryptographic Length", ItemType.INTEGER, 136),
+                                    attr("Cryptographic Algorithm", ItemType.ENUMERATION,
+                                         CryptographicAlgorithm.AES)))))[0]
+    assert answer.result_reason == ResultReason.INVALID_FIELD
+    assert answer.result_message == "an AES key is 128, 192 or 256 bits"
