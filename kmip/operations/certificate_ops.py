@@ -285,6 +285,8 @@ async def _issuer(ctx: Context, requested: list[StoredAttribute], public_key: Pu
     links = {}
     for value in (a.value for a in requested if a.name == "Link"):
         fields = {child.tag: child.value for child in value.value}
+        if Tag.LINK_TYPE not in fields or Tag.LINKED_OBJECT_IDENTIFIER not in fields:
+            raise invalid_field("a Link needs a Link Type and a Linked Object Identifier")
         links[int(fields[Tag.LINK_TYPE])] = str(fields[Tag.LINKED_OBJECT_IDENTIFIER])
     private_uid = links.get(LinkType.PRIVATE_KEY_LINK)
     if private_uid is None and previous is not None:
