@@ -164,15 +164,46 @@ def _change(path: str, address: str, addr: str | None, token: str | None,
 
 @raft.command()
 @_member_options
-def join(address: str, addr: str | None, token: str | None, cacert: Path | None) -> None:
+@click.option("--node-addr", metavar="URL", required=True,
+              help="The joining node's API URL: its view of the members is checked first.")
+def join(address: str, node_addr: str, addr: str | None, token: str | None,
+         cacert: Path | None) -> None:
     """Add the node whose Raft address is HOST:PORT ([raft] listen of its node.toml).
 
     Start that node first, with an empty data folder, the cluster's secret, CA and
-    seal, and [raft] peers naming the current members. One change at a time.
+    seal, and [raft] peers naming every current member. One change at a time.
     """
+    _check_joining_node(address, node_addr, addr, cacert)
     members = _change("/v1/sys/raft/join", address, addr, token, cacert)
     click.echo(f"{address} joined; the cluster has {len(members)} members: "
                f"{', '.join(members)}")
+
+
+def _check_joining_node(address: str, node_addr: str, addr: str | None,
+                        cacert: Path | None) -> None:
+    """Refuse unless the joining node is at ``address`` and names every current member.
+
+    pysyncobj hands a joining node no member list: it keeps the one it started with
+    and learns only of later changes. One that missed a member would count a majority
+    of the wrong set, and could lead a part of the cluster on its own.
+    """
+    if not addr:
+        raise AdminError("no API address: pass --addr or set KEYQUORUM_ADDR to a "
+                         "member's API URL")
+    member = _view(addr, cacert)
+    joining = _view(node_addr, cacert)
+    if joining["address"] != address:
+        raise AdminError(f"the node at {node_addr} has the Raft address "
+                         f"{joining['address']}, not {address}")
+    # Both sides with the joining node counted, so that a join repeated after it
+    # succeeded reaches the API, which says it is already a member.
+    current = {address, member["address"], *(peer["address"] for peer in member["peers"])}
+    named = {address, *(peer["address"] for peer in joining["peers"])}
+    if named != current:
+        raise AdminError(f"the joining node's [raft] peers must name exactly the current "
+                         f"members: {', '.join(sorted(current - {address}))}; it names "
+                         f"{', '.join(sorted(named - {address})) or 'none'}. Stop it, fix its "
+                         "node.toml, wipe its data folder and start it again")
 
 
 @raft.command("remove-peer")

@@ -140,12 +140,19 @@ def test_a_fourth_node_joins_and_serves_keys_written_before(
     start(cluster, "node-4")
     assert raft_of(cluster, "node-4") not in peers_of(cluster, leader)
 
+    # The CLI checks the joining node's view of the members first.
     follower = next(n for n in ("node-1", "node-2", "node-3") if n != leader)
-    joined = operator(cluster, follower, "raft", "join", raft_of(cluster, "node-4"))
+    fourth_api = cluster.nodes["node-4"].api
+    wrong = operator(cluster, follower, "raft", "join", raft_of(cluster, leader),
+                     "--node-addr", fourth_api)
+    assert wrong.returncode == 2 and "not " + raft_of(cluster, leader) in wrong.stderr
+    joined = operator(cluster, follower, "raft", "join", raft_of(cluster, "node-4"),
+                      "--node-addr", fourth_api)
     assert joined.returncode == 0, joined.stderr
     assert "the cluster has 4 members" in joined.stdout
 
-    again = operator(cluster, leader, "raft", "join", raft_of(cluster, "node-4"))
+    again = operator(cluster, leader, "raft", "join", raft_of(cluster, "node-4"),
+                     "--node-addr", fourth_api)
     assert again.returncode == 2 and "already a member" in again.stderr
     assert wait_for(lambda: serves(cluster, "node-4", uids["before-join"], "before-join"),
                     120, "node-4 to serve the key written before it joined")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
+import pytest
 from pysyncobj.node import TCPNode
 
+from keyquorum.cluster import cli_status
+from keyquorum.cluster.cli_admin import AdminError
 from keyquorum.cluster.raft_membership import MEMBERS_FILE, starting_members
 
 ONE, TWO, THREE, FOUR = (f"127.0.0.1:{port}" for port in (7001, 7002, 7003, 7004))
@@ -44,3 +48,20 @@ def test_the_dump_gives_the_members_at_its_index(tmp_path: Path) -> None:
     # Entries up to the dump's index are in it already; a removal after it still counts.
     journal = [before, last, change("add", THREE, 5), change("rem", FOUR, 11)]
     assert starting_members(tmp_path, ONE, [TWO, THREE], dump, journal) == [ONE, TWO]
+
+
+def test_join_refuses_a_node_that_does_not_name_every_member(monkeypatch: Any) -> None:
+    views = {
+        "https://member": {"address": ONE, "peers": [{"address": TWO}, {"address": THREE}]},
+        "https://partial": {"address": FOUR, "peers": [{"address": ONE}]},
+        "https://complete": {"address": FOUR, "peers": [{"address": a} for a in
+                                                       (ONE, TWO, THREE)]},
+    }
+    monkeypatch.setattr(cli_status, "_view", lambda addr, cacert: views[addr])
+
+    with pytest.raises(AdminError, match=f"must name exactly the current members: {ONE}, "
+                                         f"{TWO}, {THREE}; it names {ONE}"):
+        cli_status._check_joining_node(FOUR, "https://partial", "https://member", None)
+    with pytest.raises(AdminError, match="not 127.0.0.1:7003"):
+        cli_status._check_joining_node(THREE, "https://complete", "https://member", None)
+    cli_status._check_joining_node(FOUR, "https://complete", "https://member", None)
