@@ -27,8 +27,12 @@ works out the current set before pysyncobj starts, from what is durable:
 pysyncobj's own replay of those entries then finds them already in effect (adding
 a member again or removing an absent one is a no-op there).
 
-A joining node is started with node.toml listing the current members and itself;
-until the leader adds it, the members drop its connections (pysyncobj accepts peers
+A joining node is started with node.toml listing the current members and itself.
+It must list every one: pysyncobj never sends a joining node the member list, only
+the changes after its start, so one that missed a member would count a majority of
+the wrong set. ``keyquorum operator raft join`` checks the joining node's view before
+it asks (cluster/cli_status.py); ``/v1/sys/raft/join`` itself cannot see it and does
+not. Until the leader adds it, the members drop its connections (pysyncobj accepts peers
 only from its member set), so it cannot start elections that disturb them. A removed
 node is dropped by the leader before it hears of its removal; it keeps its old view,
 and the members refuse its connections, so it cannot disturb them either. Stop it,
