@@ -69,8 +69,8 @@ async def rekey(ctx: Context, payload: ReKeyRequestPayload) -> ReKeyResponsePayl
                                                         payload.attributes))
 
     # First the new key: the old one's algorithm and length, fresh bytes.
-    algorithm = block.cryptographic_algorithm or _enum(old, "Cryptographic Algorithm")
-    length = block.cryptographic_length or _enum(old, "Cryptographic Length")
+    algorithm = block.cryptographic_algorithm or _attribute(old, "Cryptographic Algorithm")
+    length = block.cryptographic_length or _attribute(old, "Cryptographic Length")
     if algorithm is None or length is None:
         raise invalid_field("the key has no Cryptographic Algorithm and Length to repeat")
     for name, value in (("Cryptographic Algorithm", algorithm), ("Cryptographic Length", length)):
@@ -118,9 +118,9 @@ async def rekey_key_pair(
 
     # Then a pair like the old one.
     block = _block(old_private)
-    algorithm = block.cryptographic_algorithm or _enum(old_private, "Cryptographic Algorithm")
-    length = block.cryptographic_length or _enum(old_private, "Cryptographic Length")
-    curve = _enum(old_private, "Recommended Curve")
+    algorithm = block.cryptographic_algorithm or _attribute(old_private, "Cryptographic Algorithm")
+    length = block.cryptographic_length or _attribute(old_private, "Cryptographic Length")
+    curve = _attribute(old_private, "Recommended Curve")
     if algorithm is None:
         raise invalid_field("the private key has no Cryptographic Algorithm to repeat")
     pair = generate_pair(int(algorithm), length, curve)
@@ -227,7 +227,7 @@ def link_value(link_type: int, uid: str) -> Item:
     ])
 
 
-def _enum(obj: ManagedObject, name: str) -> Any:
+def _attribute(obj: ManagedObject, name: str) -> Any:
     item = obj.first(name)
     return None if item is None else item.value
 
