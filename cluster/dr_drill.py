@@ -104,8 +104,11 @@ class DrillReport:
 class _Api:
     def __init__(self, side: Side) -> None:
         self.side = side
-        self.context = ssl.create_default_context(
-            cafile=str(side.cacert) if side.cacert else None)
+        try:
+            self.context = ssl.create_default_context(
+                cafile=str(side.cacert) if side.cacert else None)
+        except (OSError, ssl.SSLError) as error:
+            raise DrillError(f"cannot read the API CA file {side.cacert}: {error}") from None
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None,
              address: str | None = None) -> dict[str, Any]:
@@ -139,8 +142,12 @@ class _Kmip:
     """One request per TLS connection, to the addresses in turn (vCenter's way)."""
 
     def __init__(self, credentials: KmipCredentials) -> None:
-        self.context = ssl.create_default_context(cafile=str(credentials.ca))
-        self.context.load_cert_chain(str(credentials.cert), str(credentials.key))
+        try:
+            self.context = ssl.create_default_context(cafile=str(credentials.ca))
+            self.context.load_cert_chain(str(credentials.cert), str(credentials.key))
+        except (OSError, ssl.SSLError) as error:
+            raise DrillError(f"cannot load the KMIP CA, certificate or key ({error}); check "
+                             "--kmip-ca, --kmip-cert and --kmip-key") from None
 
     def exchange(self, address: str, request: bytes) -> ResponseMessage:
         host, port = address.rsplit(":", 1)
