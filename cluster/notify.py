@@ -279,6 +279,7 @@ class Notifier:
     async def message(self, change: ObjectChange, version: tuple[int, int]) -> RequestMessage:
         """The Notify or Put request for ``change``, in ``version``."""
         ctx = Context(self._backend, change.scope, version)
+        payload: NotifyRequestPayload | PutRequestPayload
         if change.kind is ChangeKind.ATTRIBUTES:
             operation, payload = Operation.NOTIFY, await self._notify(ctx, change)
         else:
