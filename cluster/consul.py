@@ -33,10 +33,11 @@ A ``Registration`` runs in a thread of its own: py-consul is synchronous and an
 agent can hang or vanish, and the asyncio loop that serves KMIP must never wait on
 it. Every POLL_SECONDS the thread reads the node's status and reconciles:
 
-1. when the tags the node should have differ from the ones last registered, it
-   registers again (Consul has no call that changes tags alone; the agent keeps
-   the status of a check registered again under the same ID, so this does not
-   flap the checks);
+1. when the tags the node should have differ from the ones last registered, or its
+   KMIP listener has moved (the replicated listener settings rebind it live,
+   cluster/listener_addresses.py), it registers again (Consul has no call that
+   changes tags alone; the agent keeps the status of a check registered again under
+   the same ID, so this does not flap the checks);
 2. it refreshes the TTL check at a third of its TTL, and at once when the sealed
    state changed. A refresh answered 404 means the agent no longer knows the
    check: it restarted with an empty state or someone deregistered the service.
@@ -134,12 +135,17 @@ class ServiceDefinition:
         return f"{self.service_id}-health"
 
 
-def service_definition(config: NodeConfig, kmip_port: int, api_port: int) -> ServiceDefinition:
-    """This node's instance, from its config and the ports it actually bound."""
+def service_definition(
+    config: NodeConfig, kmip_port: int, api_port: int, kmip_host: str | None = None
+) -> ServiceDefinition:
+    """This node's instance, from its config and where it actually listens.
+
+    ``kmip_host`` is where the KMIP listener is bound now, when the replicated listener
+    settings moved it away from node.toml's address.
+    """
     assert config.consul is not None
     settings = config.consul
-    kmip_host = _concrete(config.kmip.listen.host)
-    address = settings.service_address or kmip_host
+    address = settings.service_address or _concrete(kmip_host or config.kmip.listen.host)
 
     # The agent runs on this host, so it reaches an API on a wildcard through loopback.
     api_host = _concrete(config.api.listen.host) or _loopback_for(config.api.listen.host)
@@ -199,9 +205,12 @@ class Registration:
         definition: ServiceDefinition,
         status: StatusSource,
         replication_role: RoleSource = no_replication,
+        moved: Callable[[], ServiceDefinition] | None = None,
     ) -> None:
         self._client = client
         self._definition = definition
+        # The definition as it is now, when the node's KMIP address can move.
+        self._moved = moved
         self._status = status
         self._replication_role = replication_role
         self._stopping = threading.Event()
@@ -247,8 +256,14 @@ class Registration:
         status = self._current_status()
         sealed = status is None or status.sealed
         tags = self._tags(status)
+        moved = self._current_definition()
 
-        # First the tags, which change with the leader; then the TTL check.
+        # First the tags, which change with the leader, and the address; then the TTL check.
+        if moved != self._definition:
+            log.info("consul_address_moved service_id=%s address=%s port=%d",
+                     moved.service_id, moved.address or "agent", moved.port)
+            self._definition = moved
+            self._registered_tags = None
         if tags != self._registered_tags:
             self._register(tags, sealed)
         now = time.monotonic()
@@ -261,6 +276,18 @@ class Registration:
                 raise consul.ConsulException("the agent forgot the check just registered")
         self._reported_sealed = sealed
         self._ttl_due = now + self._definition.check_timeout_seconds / TTL_REFRESHES_PER_TTL
+
+    def _current_definition(self) -> ServiceDefinition:
+        if self._moved is None:
+            return self._definition
+        try:
+            return self._moved()
+        except Exception as error:
+            # A listener between sockets (stopping, or a rebind that failed): keep the
+            # last address rather than end the thread.
+            log.warning("consul_address_unknown service_id=%s error=%s",
+                        self._definition.service_id, type(error).__name__)
+            return self._definition
 
     def _current_status(self) -> NodeHealth | None:
         try:
@@ -325,20 +352,25 @@ class Registration:
 
 def start_registration(
     config: NodeConfig,
-    kmip_port: int,
+    kmip_address: Callable[[], tuple[str, int]],
     api_port: int,
     status: StatusSource,
     replication_role: RoleSource = no_replication,
 ) -> Registration | None:
-    """Start registering this node, or None when its config asks for no registration."""
+    """Start registering this node, or None when its config asks for no registration.
+
+    ``kmip_address`` is where the KMIP listener is bound now; it is read from the
+    registration's thread on every round, so it must be cheap and never block.
+    """
     if config.consul is None or config.consul.disable_registration:
         return None
+
+    def describe() -> ServiceDefinition:
+        host, port = kmip_address()
+        return service_definition(config, port, api_port, kmip_host=host)
+
     registration = Registration(
-        consul_client(config),
-        service_definition(config, kmip_port, api_port),
-        status,
-        replication_role,
-    )
+        consul_client(config), describe(), status, replication_role, moved=describe)
     registration.start()
     return registration
 

@@ -14,9 +14,8 @@ A node that cannot bind (the port is taken, the host has no such address) logs
 settings change, not on every tick. The admin API checks the syntax before the change
 is committed, but whether an address can be bound is known only on each node.
 
-Consul keeps the port a node registered at start (the registration is built once, in
-cluster/consul.py): after a port change, restart the node or update its service in
-Consul; moving to another address on the same port needs nothing.
+The Consul registration (cluster/consul.py) reads the front end's bound address on
+every round and registers again when it moved, so discovery follows within a poll.
 """
 
 from __future__ import annotations

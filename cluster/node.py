@@ -267,7 +267,7 @@ async def _serve(config: NodeConfig) -> int:
         raise
     # Consul last: it must not announce a node before it serves. It runs in a thread.
     registration = start_registration(
-        config, frontend.port, api.port, lambda: health(config, replicated, seal),
+        config, lambda: frontend.bound_address, api.port, lambda: health(config, replicated, seal),
         replication_role=lambda: replication_role_tag(root.mode.value),
     )
     log.info("node_started id=%s kmip=%s:%d api=%s:%d raft=%s", config.node.id,

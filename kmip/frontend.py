@@ -209,6 +209,11 @@ class KmipFrontend:
         return port
 
     @property
+    def bound_address(self) -> Address:
+        """The first address listened on, with the port the OS chose for port 0."""
+        return self.addresses[0][0], self.port
+
+    @property
     def addresses(self) -> list[Address]:
         """The addresses listened on, as asked for (port 0 stays 0; see ``port``)."""
         return [address for address, _ in self._servers]

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -585,12 +586,41 @@ def test_the_active_tag_moves_to_the_new_leader_within_two_seconds(
 
 
 def operator_command(cluster: Cluster, node_id: str, *args: str) -> None:
+    cli_command(cluster, node_id, "operator", *args)
+
+
+def cli_command(cluster: Cluster, node_id: str, *args: str) -> None:
     token = json.loads((cluster.directory / "cluster.json").read_text())["admin_token"]
     env = dict(os.environ, KEYQUORUM_ADDR=cluster.nodes[node_id].api,
                KEYQUORUM_CACERT=str(cluster.ca), KEYQUORUM_TOKEN=token)
-    done = subprocess.run([sys.executable, "-m", "keyquorum.cluster.cli", "operator", *args],
+    done = subprocess.run([sys.executable, "-m", "keyquorum.cluster.cli", *args],
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_registration_follows_a_listener_moved_by_the_replicated_settings(
+    consul_cluster: tuple[Cluster, ConsulAgent],
+) -> None:
+    cluster, agent = consul_cluster
+    node = cluster.nodes["node-2"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        new_port = probe.getsockname()[1]
+
+    def registered_port() -> int | None:
+        service = agent.services().get("keyquorum-node-2")
+        return None if service is None else service.port
+
+    cli_command(cluster, "node-1", "listener", "write",
+                "--node-addr", f"node-2=127.0.0.1:{new_port}")
+    try:
+        wait_for(lambda: registered_port() == new_port, 5, "the new port in Consul")
+        # Registered again, not afresh: the sealed check kept its status.
+        assert ttl_status(agent, "keyquorum-node-2") == "passing"
+        assert tags(agent, "keyquorum-node-2") is not None
+    finally:
+        cli_command(cluster, "node-1", "listener", "write", "--reset")
+    wait_for(lambda: registered_port() == node.kmip_port, 5, "the configured port again")
 
 
 def test_a_real_node_sealed_by_the_operator_drops_out_of_the_healthy_set(
