@@ -65,16 +65,6 @@ class Dc:
         except urllib.error.HTTPError as error:
             raise AssertionError(f"{method} {path}: {error.code} {error.read()!r}") from None
 
-    def sys(self, node_id: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        node = self.cluster.nodes[node_id]
-        request = urllib.request.Request(
-            node.api + "/v1/sys/" + path, method="POST", data=json.dumps(body).encode(),
-            headers={"X-Keyquorum-Token": self.token, "Content-Type": "application/json"})
-        context = ssl.create_default_context(cafile=str(self.cluster.ca))
-        with urllib.request.urlopen(request, context=context, timeout=30) as response:
-            answer: dict[str, Any] = json.loads(response.read() or b"{}")
-            return answer
-
     def sequence_on(self, node_id: str) -> int | None:
         """The sequence one node reports, or None while it cannot answer yet."""
         try:
@@ -104,14 +94,8 @@ def attach(primary: Dc, secondary: Dc, kind: str) -> None:
     secondary.call("POST", f"{kind}/secondary/enable", {"token": token})
     wait_for(lambda: secondary.status()["sequence"] == primary.status()["sequence"], 30,
              f"the {kind} secondary to catch up")
-
-    # The primary's keyring came with its state: each node opens it with the unseal
-    # key it shares with the primary (as a Vault secondary takes its primary's keys).
-    # The seal does not yet follow a keyring replaced wholesale by itself; see report.
-    share = (primary.cluster.directory / "secrets" / "unseal-key").read_text().strip()
-    for node_id in secondary.cluster.nodes:
-        secondary.sys(node_id, "seal", {})
-        secondary.sys(node_id, "unseal", {"key": share})
+    # Nothing to unseal: the primary's keyring came with its state, and each node's seal
+    # opened it with the root key it shares with the primary (Seal._follow).
 
 
 @pytest.fixture(scope="module")
