@@ -15,44 +15,23 @@ fixed-seed run of each in `make test`.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import sys
 from pathlib import Path
 
 import atheris
 
+# The service over a one-node log is the tests' (tests/kmip_inprocess.py); run as a
+# script, this file has only its own folder on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 with atheris.instrument_imports(include=["keyquorum"]):
-    from keyquorum.cluster.barrier import Keyring
-    from keyquorum.cluster.state import Command, KeyStore, Outcome
+    from kmip_inprocess import CLIENT, new_service
+
     from keyquorum.kmip.errors import KmipError
-    from keyquorum.kmip.frontend import ClientIdentity
     from keyquorum.kmip.messages import ResponseMessage, decode_message
-    from keyquorum.kmip.service import KmipService
 
 CAPTURE = (Path(__file__).resolve().parents[2].parent / "shared" / "interop"
            / "vcenter-7.0.3-requests.txt")
-CLIENT = ClientIdentity(address="127.0.0.1:1", certificate_serial=1, common_name="fuzz",
-                        certificate_der=b"")
-
-
-class InMemoryLog:
-    """A one-node log: every command commits and applies at once, on ciphertext."""
-
-    def __init__(self) -> None:
-        self.store = KeyStore()
-        self.keyring = Keyring.generate(secrets.token_bytes(32))
-
-    async def submit(self, command: Command) -> Outcome:
-        return self.store.apply(command)
-
-    async def read_barrier(self) -> None:
-        return None
-
-    def seal_material(self, plaintext: bytes, associated_data: bytes) -> bytes:
-        return self.keyring.encrypt(plaintext, associated_data)
-
-    def open_material(self, ciphertext: bytes, associated_data: bytes) -> bytes:
-        return self.keyring.decrypt(ciphertext, associated_data)
 
 
 def fuzz_decoder(data: bytes) -> None:
@@ -62,7 +41,7 @@ def fuzz_decoder(data: bytes) -> None:
         pass
 
 
-_SERVICE = KmipService(InMemoryLog())
+_SERVICE = new_service()
 _LOOP = asyncio.new_event_loop()
 
 

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import secrets
+from kmip_inprocess import call, new_service
 
-from keyquorum.cluster.barrier import Keyring
-from keyquorum.cluster.state import Command, KeyStore, Outcome
-from keyquorum.kmip.frontend import ClientIdentity
-from keyquorum.kmip.messages import (
-    RequestBatchItem,
-    RequestHeader,
-    RequestMessage,
-    ResponseBatchItem,
-    ResponseMessage,
-    decode_message,
-    encode_message,
-)
 from keyquorum.kmip.objects import CertificateRequest
 from keyquorum.kmip.payloads import (
     GetRequestPayload,
-    ProtocolVersion,
     QueryRequestPayload,
     RegisterRequestPayload,
 )
@@ -34,50 +20,17 @@ from keyquorum.kmip.tables import (
     ResultStatus,
 )
 
-CLIENT = ClientIdentity(address="127.0.0.1:1", certificate_serial=1, common_name="test",
-                        certificate_der=b"")
 REQUEST = CertificateRequest(certificate_request_type=CertificateRequestType.PKCS_10,
                              certificate_request_value=b"\x30\x82 not parsed here")
 
 
-class OneNodeLog:
-    """Every command commits and applies at once, sealed as on a real node."""
-
-    def __init__(self) -> None:
-        self.store = KeyStore()
-        self._keyring = Keyring.generate(secrets.token_bytes(32))
-
-    async def submit(self, command: Command) -> Outcome:
-        return self.store.apply(command)
-
-    async def read_barrier(self) -> None:
-        pass
-
-    def seal_material(self, plaintext: bytes, associated_data: bytes) -> bytes:
-        return self._keyring.encrypt(plaintext, associated_data)
-
-    def open_material(self, ciphertext: bytes, associated_data: bytes) -> bytes:
-        return self._keyring.decrypt(ciphertext, associated_data)
-
-
-def run(service: KmipService, version: tuple[int, int], operation: Operation,
-        payload: object) -> ResponseBatchItem:
-    header = RequestHeader(protocol_version=ProtocolVersion(major=version[0], minor=version[1]),
-                           batch_count=1)
-    message = RequestMessage(header=header, batch_items=(
-        RequestBatchItem(operation=operation, payload=payload),))
-    response = decode_message(asyncio.run(service.handle(encode_message(message), CLIENT)))
-    assert isinstance(response, ResponseMessage)
-    return response.batch_items[0]
-
-
 def test_a_2_x_client_registers_a_certificate_request_and_gets_it_back() -> None:
-    service = KmipService(OneNodeLog())
+    service = new_service()
     register = RegisterRequestPayload(object_type=ObjectType.CERTIFICATE_REQUEST, object=REQUEST)
 
-    registered = run(service, (2, 1), Operation.REGISTER, register)
+    registered = call(service, Operation.REGISTER, register, (2, 1))
     uid = registered.payload.unique_identifier
-    got = run(service, (2, 1), Operation.GET, GetRequestPayload(unique_identifier=uid))
+    got = call(service, Operation.GET, GetRequestPayload(unique_identifier=uid), (2, 1))
 
     assert got.result_status == ResultStatus.SUCCESS, got.result_message
     assert got.payload.object_type == ObjectType.CERTIFICATE_REQUEST
@@ -85,10 +38,10 @@ def test_a_2_x_client_registers_a_certificate_request_and_gets_it_back() -> None
 
 
 def test_a_1_x_client_is_neither_offered_nor_allowed_one() -> None:
-    service = KmipService(OneNodeLog())
+    service = new_service()
     register = RegisterRequestPayload(object_type=ObjectType.CERTIFICATE_REQUEST, object=REQUEST)
 
-    refused = run(service, (1, 4), Operation.REGISTER, register)
+    refused = call(service, Operation.REGISTER, register, (1, 4))
 
     assert refused.result_status == ResultStatus.OPERATION_FAILED
     assert refused.result_reason == ResultReason.INVALID_FIELD  # Invalid Object Type in 1.x
@@ -97,7 +50,7 @@ def test_a_1_x_client_is_neither_offered_nor_allowed_one() -> None:
 
 
 def offered(service: KmipService, version: tuple[int, int]) -> tuple[int, ...]:
-    answer = run(service, version, Operation.QUERY,
-                 QueryRequestPayload(query_functions=(QueryFunction.QUERY_OBJECTS,)))
+    answer = call(service, Operation.QUERY,
+                  QueryRequestPayload(query_functions=(QueryFunction.QUERY_OBJECTS,)), version)
     object_types: tuple[int, ...] = answer.payload.object_types
     return object_types

@@ -25,30 +25,24 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation, Mode
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.x509.oid import NameOID
+from kmip_inprocess import CLIENT, exchange, new_service, send
 
-from keyquorum.cluster.barrier import Keyring
 from keyquorum.cluster.state import (
     Applied,
-    Command,
     CreateFromSources,
     CreateObject,
     KeyStore,
-    Outcome,
     Rejected,
     ScopeName,
 )
 from keyquorum.cluster.tenancy import OPERATION_FLAGS
 from keyquorum.kmip.attributes import Attribute, Attributes, TemplateAttribute
 from keyquorum.kmip.conformance import RunMemory, run_case
-from keyquorum.kmip.frontend import ClientIdentity
 from keyquorum.kmip.messages import (
     RequestBatchItem,
     RequestHeader,
     RequestMessage,
     ResponseBatchItem,
-    ResponseMessage,
-    decode_message,
-    encode_message,
 )
 from keyquorum.kmip.objects import (
     Certificate,
@@ -110,45 +104,11 @@ from keyquorum.kmip.tables import (
 from keyquorum.kmip.ttlv import Item, ItemType, decode_item
 
 CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
-CLIENT = ClientIdentity(address="127.0.0.1:1", certificate_serial=1, common_name="test",
-                        certificate_der=b"")
-
-
-class InMemoryLog:
-    """A one-node log: every command commits and applies at once."""
-
-    def __init__(self) -> None:
-        self.store = KeyStore()
-        self.keyring = Keyring.generate(secrets.token_bytes(32))
-
-    async def submit(self, command: Command) -> Outcome:
-        return self.store.apply(command)
-
-    async def read_barrier(self) -> None:
-        pass
-
-    def seal_material(self, plaintext: bytes, associated_data: bytes) -> bytes:
-        return self.keyring.encrypt(plaintext, associated_data)
-
-    def open_material(self, ciphertext: bytes, associated_data: bytes) -> bytes:
-        return self.keyring.decrypt(ciphertext, associated_data)
 
 
 @pytest.fixture
 def service() -> KmipService:
-    return KmipService(InMemoryLog())
-
-
-def send(service: KmipService, *payloads: tuple[Operation, object],
-         version: tuple[int, int] = (1, 4)) -> list[ResponseBatchItem]:
-    header = RequestHeader(protocol_version=ProtocolVersion(major=version[0], minor=version[1]),
-                           batch_count=len(payloads))
-    message = RequestMessage(header=header, batch_items=tuple(
-        RequestBatchItem(operation=operation, payload=payload)
-        for operation, payload in payloads))
-    answer = decode_message(asyncio.run(service.handle(encode_message(message), CLIENT)))
-    assert isinstance(answer, ResponseMessage)
-    return list(answer.batch_items)
+    return new_service()
 
 
 def one(service: KmipService, operation: Operation, payload: object,
@@ -775,9 +735,8 @@ def test_undo_takes_back_a_key_pair_rekey_and_the_links_it_added(service: KmipSe
         RequestBatchItem(operation=Operation.DESTROY, payload=DestroyRequestPayload(
             unique_identifier="no-such-object")),
     ))
-    answer = decode_message(asyncio.run(service.handle(encode_message(message), CLIENT)))
+    answer = exchange(service, message)
 
-    assert isinstance(answer, ResponseMessage)
     assert [i.result_status for i in answer.batch_items] == [
         ResultStatus.OPERATION_UNDONE, ResultStatus.OPERATION_FAILED]
     # Both new keys are gone; the old public key, named by no payload, lost its new link.

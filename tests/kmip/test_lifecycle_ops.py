@@ -8,26 +8,14 @@ does; tests/kmip/test_conformance_cluster.py runs the OASIS cases through a clus
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kmip_inprocess import call, new_service
 
-from keyquorum.cluster.barrier import Keyring
-from keyquorum.cluster.state import Command, KeyStore, Outcome
 from keyquorum.kmip.attributes import Attribute, Attributes, Name, NewAttribute, TemplateAttribute
-from keyquorum.kmip.frontend import ClientIdentity
-from keyquorum.kmip.messages import (
-    RequestBatchItem,
-    RequestHeader,
-    RequestMessage,
-    ResponseBatchItem,
-    ResponseMessage,
-    decode_message,
-    encode_message,
-)
 from keyquorum.kmip.objects import CryptographicParameters, Template
 from keyquorum.kmip.operations import crypto_ops, pkcs11_ops
 from keyquorum.kmip.operations.object_ops import LEASE_SECONDS
@@ -48,7 +36,6 @@ from keyquorum.kmip.payloads import (
     LocateRequestPayload,
     ObtainLeaseRequestPayload,
     PKCS11RequestPayload,
-    ProtocolVersion,
     QueryRequestPayload,
     RecoverRequestPayload,
     RegisterRequestPayload,
@@ -75,45 +62,11 @@ from keyquorum.kmip.tables import (
 from keyquorum.kmip.ttlv import Item, ItemType
 
 ECB = CryptographicParameters(block_cipher_mode=BlockCipherMode.ECB)
-CLIENT = ClientIdentity(address="127.0.0.1:1", certificate_serial=1, common_name="test",
-                        certificate_der=b"")
-
-
-class InMemoryLog:
-    """A one-node log: every command commits and applies at once."""
-
-    def __init__(self) -> None:
-        self.store = KeyStore()
-        self.keyring = Keyring.generate(secrets.token_bytes(32))
-
-    async def submit(self, command: Command) -> Outcome:
-        return self.store.apply(command)
-
-    async def read_barrier(self) -> None:
-        pass
-
-    def seal_material(self, plaintext: bytes, associated_data: bytes) -> bytes:
-        return self.keyring.encrypt(plaintext, associated_data)
-
-    def open_material(self, ciphertext: bytes, associated_data: bytes) -> bytes:
-        return self.keyring.decrypt(ciphertext, associated_data)
 
 
 @pytest.fixture
 def service() -> KmipService:
-    return KmipService(InMemoryLog())
-
-
-def call(service: KmipService, operation: Operation, payload: object,
-         version: tuple[int, int] = (1, 4)) -> ResponseBatchItem:
-    """One batch item through the service's bytes-in, bytes-out entry."""
-    header = RequestHeader(protocol_version=ProtocolVersion(major=version[0], minor=version[1]),
-                           batch_count=1)
-    message = RequestMessage(header=header,
-                             batch_items=(RequestBatchItem(operation=operation, payload=payload),))
-    response = decode_message(asyncio.run(service.handle(encode_message(message), CLIENT)))
-    assert isinstance(response, ResponseMessage)
-    return response.batch_items[0]
+    return new_service()
 
 
 def ok(service: KmipService, operation: Operation, payload: object,

@@ -7,24 +7,15 @@ options the service honours, the profiles docs/conformance.md reports passing.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from kmip_inprocess import call
 
-from keyquorum.kmip.frontend import ClientIdentity
-from keyquorum.kmip.messages import (
-    RequestBatchItem,
-    RequestHeader,
-    RequestMessage,
-    ResponseMessage,
-    decode_message,
-    encode_message,
-)
 from keyquorum.kmip.operations import HANDLERS
 from keyquorum.kmip.operations.server_ops import profiles
-from keyquorum.kmip.payloads import ProtocolVersion, QueryRequestPayload, QueryResponsePayload
+from keyquorum.kmip.payloads import QueryRequestPayload, QueryResponsePayload
 from keyquorum.kmip.service import KmipService
 from keyquorum.kmip.tables import (
     VALUE_SINCE,
@@ -47,19 +38,9 @@ class NoStore:
         raise AssertionError(f"Query touched the backend's {name}")
 
 
-CLIENT = ClientIdentity(address="127.0.0.1:1", certificate_serial=1, common_name="test",
-                        certificate_der=b"")
-
-
 def query(version: tuple[int, int], *functions: QueryFunction) -> QueryResponsePayload:
-    header = RequestHeader(protocol_version=ProtocolVersion(major=version[0], minor=version[1]),
-                           batch_count=1)
-    message = RequestMessage(header=header, batch_items=(RequestBatchItem(
-        operation=Operation.QUERY, payload=QueryRequestPayload(query_functions=functions)),))
-    data = asyncio.run(KmipService(cast(Any, NoStore())).handle(encode_message(message), CLIENT))
-    response = decode_message(data)
-    assert isinstance(response, ResponseMessage)
-    item = response.batch_items[0]
+    service = KmipService(cast(Any, NoStore()))
+    item = call(service, Operation.QUERY, QueryRequestPayload(query_functions=functions), version)
     assert item.result_status == ResultStatus.SUCCESS, item.result_message
     assert isinstance(item.payload, QueryResponsePayload)
     return item.payload

@@ -7,21 +7,18 @@ single-node Raft log does; the replicated path is tested in tests/cluster.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from kmip_inprocess import CLIENT, exchange, new_service
 
-from keyquorum.cluster.barrier import Keyring
-from keyquorum.cluster.state import DEFAULT_SCOPE, Command, KeyStore, Outcome
+from keyquorum.cluster.state import DEFAULT_SCOPE
 from keyquorum.kmip.attributes import Attribute, Attributes, TemplateAttribute
-from keyquorum.kmip.frontend import ClientIdentity
 from keyquorum.kmip.messages import (
     RequestBatchItem,
     RequestHeader,
     RequestMessage,
-    ResponseMessage,
     decode_message,
     encode_message,
 )
@@ -56,38 +53,6 @@ from keyquorum.kmip.tables import (
 from keyquorum.kmip.ttlv import Item, ItemType
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-CLIENT = ClientIdentity(address="127.0.0.1:1", certificate_serial=1, common_name="test",
-                        certificate_der=b"")
-
-
-class InMemoryLog:
-    """A one-node log: every command commits and applies at once."""
-
-    def __init__(self) -> None:
-        self.store = KeyStore()
-        self.barriers = 0
-        # The node's barrier: the store holds ciphertext, as on a real node.
-        self.keyring = Keyring.generate(secrets.token_bytes(32))
-
-    async def submit(self, command: Command) -> Outcome:
-        return self.store.apply(command)
-
-    async def read_barrier(self) -> None:
-        self.barriers += 1
-
-    def seal_material(self, plaintext: bytes, associated_data: bytes) -> bytes:
-        return self.keyring.encrypt(plaintext, associated_data)
-
-    def open_material(self, ciphertext: bytes, associated_data: bytes) -> bytes:
-        return self.keyring.decrypt(ciphertext, associated_data)
-
-
-def run(service: KmipService, message: RequestMessage) -> ResponseMessage:
-    # Through the bytes, as a client would send it.
-    data = asyncio.run(service.handle(encode_message(message), CLIENT))
-    response = decode_message(data)
-    assert isinstance(response, ResponseMessage)
-    return response
 
 
 def request(*items: RequestBatchItem, version: tuple[int, int] = (1, 4),
@@ -122,14 +87,14 @@ def create_aes(name: str | None = None) -> CreateRequestPayload:
 
 @pytest.fixture
 def service() -> KmipService:
-    return KmipService(InMemoryLog())
+    return new_service()
 
 
 def test_create_get_activate_revoke_destroy(service: KmipService) -> None:
-    created = run(service, request(item(Operation.CREATE, create_aes())))
+    created = exchange(service, request(item(Operation.CREATE, create_aes())))
     uid = created.batch_items[0].payload.unique_identifier
 
-    got = run(service, request(item(Operation.GET, GetRequestPayload(unique_identifier=uid))))
+    got = exchange(service, request(item(Operation.GET, GetRequestPayload(unique_identifier=uid))))
     key_block = got.batch_items[0].payload.object.key_block
     assert len(key_block.key_value.key_material) == 32
     assert key_block.cryptographic_algorithm == CryptographicAlgorithm.AES
@@ -142,28 +107,29 @@ def test_create_get_activate_revoke_destroy(service: KmipService) -> None:
                 revocation_reason_code=RevocationReasonCode.CESSATION_OF_OPERATION))),
         (Operation.DESTROY, DestroyRequestPayload(unique_identifier=uid)),
     ]:
-        answer = run(service, request(item(operation, payload))).batch_items[0]
+        answer = exchange(service, request(item(operation, payload))).batch_items[0]
         assert answer.result_status == ResultStatus.SUCCESS, (operation, answer.result_message)
 
-    state = run(service, request(item(Operation.GET_ATTRIBUTES, GetAttributesRequestPayload(
+    state = exchange(service, request(item(Operation.GET_ATTRIBUTES, GetAttributesRequestPayload(
         unique_identifier=uid, attribute_names=("State",)))))
     assert [a.value.value for a in state.batch_items[0].payload.attribute_list] == [
         State.DESTROYED
     ]
-    gone = run(service, request(item(Operation.GET, GetRequestPayload(unique_identifier=uid))))
+    gone = exchange(service, request(item(Operation.GET, GetRequestPayload(unique_identifier=uid))))
     assert gone.batch_items[0].result_status == ResultStatus.OPERATION_FAILED
 
 
 def test_an_active_key_cannot_be_destroyed_and_the_reason_follows_the_version(
     service: KmipService,
 ) -> None:
-    uid = run(service, request(item(Operation.CREATE, create_aes()))).batch_items[0].payload\
+    uid = exchange(service, request(item(Operation.CREATE, create_aes()))).batch_items[0].payload\
         .unique_identifier
-    run(service, request(item(Operation.ACTIVATE, ActivateRequestPayload(unique_identifier=uid))))
+    activate = ActivateRequestPayload(unique_identifier=uid)
+    exchange(service, request(item(Operation.ACTIVATE, activate)))
 
     for version, reason in [((1, 4), ResultReason.PERMISSION_DENIED),
                             ((2, 1), ResultReason.WRONG_KEY_LIFECYCLE_STATE)]:
-        answer = run(service, request(
+        answer = exchange(service, request(
             item(Operation.DESTROY, DestroyRequestPayload(unique_identifier=uid)),
             version=version)).batch_items[0]
         assert answer.result_status == ResultStatus.OPERATION_FAILED
@@ -171,7 +137,7 @@ def test_an_active_key_cannot_be_destroyed_and_the_reason_follows_the_version(
 
 
 def test_batch_echoes_ids_and_carries_the_id_placeholder(service: KmipService) -> None:
-    response = run(service, request(
+    response = exchange(service, request(
         item(Operation.CREATE, create_aes(), b"\x01"),
         item(Operation.ADD_ATTRIBUTE, AddAttributeRequestPayload(
             attribute=attr("x-Vendor", ItemType.TEXT_STRING, "VMware, Inc.")), b"\x02"),
@@ -193,8 +159,8 @@ def test_stop_ends_the_batch_at_the_first_failure_and_continue_does_not(
     missing = GetRequestPayload(unique_identifier="no-such-key")
     items = (item(Operation.GET, missing, b"a"), item(Operation.CREATE, create_aes(), b"b"))
 
-    stopped = run(service, request(*items))
-    continued = run(service, request(*items, option=BatchErrorContinuationOption.CONTINUE))
+    stopped = exchange(service, request(*items))
+    continued = exchange(service, request(*items, option=BatchErrorContinuationOption.CONTINUE))
 
     assert [i.unique_batch_item_id for i in stopped.batch_items] == [b"a"]
     assert [i.result_status for i in continued.batch_items] == [
@@ -202,9 +168,9 @@ def test_stop_ends_the_batch_at_the_first_failure_and_continue_does_not(
 
 
 def test_undo_rolls_back_the_writes_before_the_failed_item(service: KmipService) -> None:
-    existing = run(service, request(item(Operation.CREATE, create_aes()))).batch_items[0]\
+    existing = exchange(service, request(item(Operation.CREATE, create_aes()))).batch_items[0]\
         .payload.unique_identifier
-    response = run(service, request(
+    response = exchange(service, request(
         item(Operation.CREATE, create_aes()),
         item(Operation.ACTIVATE, ActivateRequestPayload(unique_identifier=existing)),
         item(Operation.DESTROY, DestroyRequestPayload(unique_identifier=existing)),
@@ -220,15 +186,15 @@ def test_undo_rolls_back_the_writes_before_the_failed_item(service: KmipService)
 
 
 def test_locate_by_name_finds_the_key_in_either_version(service: KmipService) -> None:
-    uid = run(service, request(item(Operation.CREATE, create_aes("vm-42")))).batch_items[0]\
+    uid = exchange(service, request(item(Operation.CREATE, create_aes("vm-42")))).batch_items[0]\
         .payload.unique_identifier
-    run(service, request(item(Operation.CREATE, create_aes("vm-43"))))
+    exchange(service, request(item(Operation.CREATE, create_aes("vm-43"))))
     name = [Item(Tag.NAME_VALUE, ItemType.TEXT_STRING, "vm-42"),
             Item(Tag.NAME_TYPE, ItemType.ENUMERATION, 1)]
 
-    v1 = run(service, request(item(Operation.LOCATE, LocateRequestPayload(
+    v1 = exchange(service, request(item(Operation.LOCATE, LocateRequestPayload(
         attribute_list=(attr("Name", ItemType.STRUCTURE, name),)))))
-    v2 = run(service, request(item(Operation.LOCATE, LocateRequestPayload(
+    v2 = exchange(service, request(item(Operation.LOCATE, LocateRequestPayload(
         maximum_items=10,
         attributes=Attributes(items=(Item(Tag.NAME, ItemType.STRUCTURE, name),)))),
         version=(2, 1)))
@@ -241,13 +207,13 @@ def test_locate_by_name_finds_the_key_in_either_version(service: KmipService) ->
 
 
 def test_a_1x_client_never_receives_a_2x_attribute(service: KmipService) -> None:
-    uid = run(service, request(item(Operation.CREATE, create_aes()))).batch_items[0].payload\
+    uid = exchange(service, request(item(Operation.CREATE, create_aes()))).batch_items[0].payload\
         .unique_identifier
 
-    names_10 = run(service, request(item(Operation.GET_ATTRIBUTE_LIST,
+    names_10 = exchange(service, request(item(Operation.GET_ATTRIBUTE_LIST,
                                          GetAttributeListRequestPayload(unique_identifier=uid)),
                                     version=(1, 0))).batch_items[0].payload.attribute_names
-    refs_21 = run(service, request(item(Operation.GET_ATTRIBUTE_LIST,
+    refs_21 = exchange(service, request(item(Operation.GET_ATTRIBUTE_LIST,
                                         GetAttributeListRequestPayload(unique_identifier=uid)),
                                    version=(2, 1))).batch_items[0].payload.attribute_references
 
@@ -257,7 +223,7 @@ def test_a_1x_client_never_receives_a_2x_attribute(service: KmipService) -> None
 
 def test_discover_versions_and_query(service: KmipService) -> None:
     offered = (ProtocolVersion(major=1, minor=1), ProtocolVersion(major=3, minor=0))
-    response = run(service, request(
+    response = exchange(service, request(
         item(Operation.DISCOVER_VERSIONS,
              DiscoverVersionsRequestPayload(protocol_versions=offered)),
         item(Operation.QUERY, QueryRequestPayload(query_functions=(
@@ -271,7 +237,8 @@ def test_discover_versions_and_query(service: KmipService) -> None:
 def test_garbage_and_unknown_versions_get_errors_not_exceptions(service: KmipService) -> None:
     not_ttlv = bytes.fromhex("4200780100000008") + b"\xff" * 8
     garbage = decode_message(asyncio.run(service.handle(not_ttlv, CLIENT)))
-    future = run(service, request(item(Operation.QUERY, QueryRequestPayload()), version=(3, 0)))
+    future = exchange(service, request(item(Operation.QUERY, QueryRequestPayload()),
+                                       version=(3, 0)))
 
     assert garbage.batch_items[0].result_reason == ResultReason.INVALID_MESSAGE
     assert future.batch_items[0].result_reason == ResultReason.UNSUPPORTED_PROTOCOL_VERSION
@@ -284,7 +251,7 @@ def test_maximum_response_size_is_honoured(service: KmipService) -> None:
         protocol_version=message.header.protocol_version, maximum_response_size=64,
         batch_count=1), batch_items=message.batch_items)
 
-    answer = run(service, small).batch_items[0]
+    answer = exchange(service, small).batch_items[0]
 
     assert answer.result_reason == ResultReason.RESPONSE_TOO_LARGE
 

@@ -6,31 +6,19 @@ the refusals say what the client got wrong.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Any
 
 import pytest
+from kmip_inprocess import call, new_service
 
-from keyquorum.cluster.barrier import Keyring
-from keyquorum.cluster.state import Command, KeyStore, Outcome
 from keyquorum.kmip.attributes import Attribute, TemplateAttribute
-from keyquorum.kmip.frontend import ClientIdentity
-from keyquorum.kmip.messages import (
-    RequestBatchItem,
-    RequestHeader,
-    RequestMessage,
-    ResponseBatchItem,
-    ResponseMessage,
-    decode_message,
-    encode_message,
-)
+from keyquorum.kmip.messages import ResponseBatchItem
 from keyquorum.kmip.objects import KeyBlock, KeyValue, SymmetricKey
 from keyquorum.kmip.payloads import (
     CreateSplitKeyRequestPayload,
     GetRequestPayload,
     JoinSplitKeyRequestPayload,
-    ProtocolVersion,
     RegisterRequestPayload,
 )
 from keyquorum.kmip.service import KmipService
@@ -46,44 +34,13 @@ from keyquorum.kmip.tables import (
 )
 from keyquorum.kmip.ttlv import Item, ItemType
 
-CLIENT = ClientIdentity(address="127.0.0.1:1", certificate_serial=1, common_name="test",
-                        certificate_der=b"")
 # 2^521 - 1, a Mersenne prime: larger than any key here.
 PRIME = 2**521 - 1
 
 
-class OneNodeLog:
-    """Every command commits and applies at once, sealed as on a real node."""
-
-    def __init__(self) -> None:
-        self.store = KeyStore()
-        self._keyring = Keyring.generate(secrets.token_bytes(32))
-
-    async def submit(self, command: Command) -> Outcome:
-        return self.store.apply(command)
-
-    async def read_barrier(self) -> None:
-        pass
-
-    def seal_material(self, plaintext: bytes, associated_data: bytes) -> bytes:
-        return self._keyring.encrypt(plaintext, associated_data)
-
-    def open_material(self, ciphertext: bytes, associated_data: bytes) -> bytes:
-        return self._keyring.decrypt(ciphertext, associated_data)
-
-
 @pytest.fixture
 def service() -> KmipService:
-    return KmipService(OneNodeLog())
-
-
-def run(service: KmipService, operation: Operation, payload: object) -> ResponseBatchItem:
-    header = RequestHeader(protocol_version=ProtocolVersion(major=1, minor=4), batch_count=1)
-    message = RequestMessage(header=header, batch_items=(
-        RequestBatchItem(operation=operation, payload=payload),))
-    response = decode_message(asyncio.run(service.handle(encode_message(message), CLIENT)))
-    assert isinstance(response, ResponseMessage)
-    return response.batch_items[0]
+    return new_service()
 
 
 def ok(item: ResponseBatchItem) -> Any:
@@ -97,26 +54,26 @@ def register_aes(service: KmipService, key: bytes) -> str:
                      cryptographic_length=len(key) * 8)
     payload = RegisterRequestPayload(object_type=ObjectType.SYMMETRIC_KEY,
                                      object=SymmetricKey(key_block=block))
-    uid: str = ok(run(service, Operation.REGISTER, payload)).unique_identifier
+    uid: str = ok(call(service, Operation.REGISTER, payload)).unique_identifier
     return uid
 
 
 def split(service: KmipService, method: SplitKeyMethod, parts: int, threshold: int,
           uid: str | None = None, prime: int | None = None,
           template: TemplateAttribute | None = None) -> ResponseBatchItem:
-    return run(service, Operation.CREATE_SPLIT_KEY, CreateSplitKeyRequestPayload(
+    return call(service, Operation.CREATE_SPLIT_KEY, CreateSplitKeyRequestPayload(
         object_type=ObjectType.SPLIT_KEY, unique_identifier=uid, split_key_parts=parts,
         split_key_threshold=threshold, split_key_method=method, prime_field_size=prime,
         template_attribute=template))
 
 
 def join(service: KmipService, uids: tuple[str, ...]) -> ResponseBatchItem:
-    return run(service, Operation.JOIN_SPLIT_KEY, JoinSplitKeyRequestPayload(
+    return call(service, Operation.JOIN_SPLIT_KEY, JoinSplitKeyRequestPayload(
         object_type=ObjectType.SYMMETRIC_KEY, unique_identifiers=uids))
 
 
 def key_of(service: KmipService, uid: str) -> bytes:
-    got = ok(run(service, Operation.GET, GetRequestPayload(unique_identifier=uid)))
+    got = ok(call(service, Operation.GET, GetRequestPayload(unique_identifier=uid)))
     material: bytes = got.object.key_block.key_value.key_material
     return material
 
