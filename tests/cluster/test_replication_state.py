@@ -7,6 +7,7 @@ import pickle
 import pytest
 
 from keyquorum.cluster import replication_wire
+from keyquorum.cluster.barrier import BarrierError, SealKind
 from keyquorum.cluster.replication_state import (
     ApplyChanges,
     ApplySnapshot,
@@ -22,6 +23,7 @@ from keyquorum.cluster.replication_state import (
     Promote,
     ReplicationState,
 )
+from keyquorum.cluster.seal import Seal
 from keyquorum.cluster.state import Applied, CreateObject, Destroy, NoOp, Rejected, ScopeName
 from keyquorum.cluster.tenancy import CreateScope, Done, Refused
 from keyquorum.kmip.objects import UniqueIdentifier
@@ -161,3 +163,59 @@ def test_the_wire_reader_refuses_anything_but_our_own_types() -> None:
         replication_wire.loads(pickle.dumps(Evil()))
     with pytest.raises(replication_wire.WireError):
         replication_wire.loads(b"not a pickle")
+
+
+def seal_of(state: ReplicationState, root: bytes | None = None) -> Seal:
+    """``state``'s barrier initialized and this node unsealed: with ``root``, the dev seal."""
+    seal = Seal(state.inner.barrier)
+    kind = SealKind.SHAMIR if root is None else SealKind.DEV_FILE
+    if root is not None:
+        seal.auto = _FixedRoot(root)
+    made = seal.prepare_init(kind, 1, 1)
+    assert isinstance(state.apply(made.command), Done)
+    seal.unseal_with_root(made.keyring.root_key)
+    return seal
+
+
+class _FixedRoot:
+    kind = SealKind.DEV_FILE
+
+    def __init__(self, root: bytes) -> None:
+        self.root = root
+
+    def new_root(self) -> tuple[bytes, bytes | None]:
+        return self.root, None
+
+    def root_key(self, record: object) -> bytes:
+        return self.root
+
+
+def test_a_secondary_sharing_the_root_key_opens_the_primary_keyring_from_the_snapshot() -> None:
+    shared = bytes(range(32))
+    source = primary()
+    primary_seal = seal_of(source, shared)
+    # Each cluster was initialized on its own before the secondary was attached.
+    replica = ReplicationState()
+    replica_seal = seal_of(replica, shared)
+    replica.apply(EnableSecondary(Mode.PERFORMANCE, "dc2", LINK))
+    wrapped = primary_seal.encrypt(b"key material", b"uid-1")
+    with pytest.raises(BarrierError):
+        replica_seal.decrypt(wrapped, b"uid-1")
+
+    # The primary's keyring lands with its state and opens what the primary wrapped.
+    sequence, data = source.snapshot_at()
+    replica.apply(ApplySnapshot(sequence, data))
+    assert not replica_seal.sealed
+    assert replica_seal.decrypt(wrapped, b"uid-1") == b"key material"
+
+
+def test_a_secondary_with_a_root_key_of_its_own_seals_itself_on_the_snapshot() -> None:
+    source = primary()
+    seal_of(source, bytes(range(32)))
+    replica = ReplicationState()
+    replica_seal = seal_of(replica)
+    replica.apply(EnableSecondary(Mode.DR, "dc2", LINK))
+
+    sequence, data = source.snapshot_at()
+    replica.apply(ApplySnapshot(sequence, data))
+    assert replica_seal.sealed
