@@ -58,6 +58,11 @@ class Cluster:
     def client_key(self) -> Path:
         return self.directory / "client.key"
 
+    @property
+    def admin_token(self) -> str:
+        """The root token `keyquorum dev` wrote for the admin API."""
+        return (self.directory / "secrets" / "admin-token").read_text().strip()
+
     # Starting and stopping.
 
     def start(self, timeout: float = 90.0) -> None:
@@ -127,14 +132,16 @@ class Cluster:
     def resume(self, node_id: str) -> None:
         os.kill(self.nodes[node_id].pid, signal.SIGCONT)
 
-    def restart(self, node_id: str) -> None:
-        """Start a stopped node again from its own config and data."""
+    def restart(self, node_id: str, wait: bool = True, timeout: float = 30.0) -> None:
+        """Start a stopped node again from its own config and data; with ``wait``, until
+        its API answers (a node that unseals itself may answer sealed at first)."""
         node = self.nodes[node_id]
         log = self._log(node.config.parent / "node.log")
         node.process = subprocess.Popen([*KEYQUORUM, "server", "--config", str(node.config)],
                                         stdout=log, stderr=log)
         node.pid = node.process.pid
-        wait_for(lambda: self.health(node_id) is not None, 30, f"{node_id} to serve")
+        if wait:
+            wait_for(lambda: self.health(node_id) is not None, timeout, f"{node_id} to serve")
 
     # Observations.
 
@@ -148,6 +155,18 @@ class Cluster:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
         except (OSError, ValueError):
+            return None
+
+    def sys_page(self, node_id: str, page: str) -> dict[str, Any] | None:
+        """An unauthenticated /v1/sys/ page (seal-status, raft/status) as JSON, or None
+        when the node does not answer it."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        request = urllib.request.Request(f"{self.nodes[node_id].api}/v1/sys/{page}")
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=5) as response:
+                answer: dict[str, Any] = json.loads(response.read())
+                return answer
+        except OSError:
             return None
 
     def leader(self, among: list[str] | None = None, timeout: float = 15.0) -> str:
@@ -177,6 +196,18 @@ class Cluster:
             with self.tls_context().wrap_socket(raw, server_hostname=node.kmip_host) as tls:
                 tls.sendall(request)
                 return _read_message(tls)
+
+    def operator(self, node_id: str, *args: str,
+                 token: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`keyquorum operator ...` against a node's API, with ``token`` or with none (a
+        KEYQUORUM_TOKEN of the test run's own is not passed on)."""
+        env = dict(os.environ, KEYQUORUM_ADDR=self.nodes[node_id].api,
+                   KEYQUORUM_CACERT=str(self.ca))
+        env.pop("KEYQUORUM_TOKEN", None)
+        if token:
+            env["KEYQUORUM_TOKEN"] = token
+        return subprocess.run([*KEYQUORUM, "operator", *args], env=env, capture_output=True,
+                              text=True, timeout=60)
 
     @contextmanager
     def pykmip(self, node_id: str) -> Iterator[Any]:

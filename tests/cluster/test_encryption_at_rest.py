@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from harness import KEYQUORUM, Cluster, wait_for
+from harness import Cluster, wait_for
 from kmip.core import enums
 from kmip.pie import exceptions, objects
 from kmip.pie.client import ProxyKmipClient
@@ -41,11 +41,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     running.start()
     yield running
     running.stop()
-
-
-def admin_token(cluster: Cluster) -> str:
-    token: str = json.loads((cluster.directory / "cluster.json").read_text())["admin_token"]
-    return token
 
 
 def unseal_key(cluster: Cluster) -> str:
@@ -70,10 +65,7 @@ def api(cluster: Cluster, node_id: str, method: str, path: str,
 
 
 def operator(cluster: Cluster, node_id: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, KEYQUORUM_ADDR=cluster.nodes[node_id].api,
-               KEYQUORUM_CACERT=str(cluster.ca), KEYQUORUM_TOKEN=admin_token(cluster))
-    return subprocess.run([*KEYQUORUM, "operator", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return cluster.operator(node_id, *args, token=cluster.admin_token)
 
 
 def register_known_keys(cluster: Cluster) -> dict[str, str]:
@@ -114,16 +106,6 @@ def compact_often(config: Path) -> None:
                                                "compaction_min_seconds = 1\n", 1))
 
 
-def restart_patiently(cluster: Cluster, node_id: str) -> None:
-    """As Cluster.restart, with time for a machine loaded by other test runs."""
-    node = cluster.nodes[node_id]
-    log = cluster._log(node.config.parent / "node.log")
-    node.process = subprocess.Popen([*KEYQUORUM, "server", "--config", str(node.config)],
-                                    stdout=log, stderr=log)
-    node.pid = node.process.pid
-    wait_for(lambda: cluster.health(node_id) is not None, 120, f"{node_id} to serve")
-
-
 def pickled_salts(content: bytes, value: bytes, hashed: str) -> list[bytes]:
     """32-byte strings pickled in ``content`` under which ``value`` HMACs to ``hashed``.
 
@@ -142,7 +124,7 @@ def pickled_salts(content: bytes, value: bytes, hashed: str) -> list[bytes]:
 
 def sealed_secrets_in_state(cluster: Cluster) -> tuple[str, str]:
     """An audit device (its salt) and a token with secret metadata; the HMAC of a value."""
-    token = admin_token(cluster)
+    token = cluster.admin_token
     node = cluster.leader()
     status, _ = api(cluster, node, "POST", "/v1/sys/audit/at-rest",
                     {"type": "file", "options": {"path": "audit/{node}.log"}}, token)
@@ -181,7 +163,8 @@ def test_no_file_holds_the_key_bytes_after_compaction_and_a_snapshot(
     follower = cluster.followers(cluster.leader())[0]
     cluster.kill(follower)
     compact_often(cluster.nodes[follower].config)
-    restart_patiently(cluster, follower)
+    # Time for a machine loaded by other test runs.
+    cluster.restart(follower, timeout=120)
     dump = cluster.nodes[follower].config.parent / "data" / "raft" / "raft.dump"
     wait_for(lambda: dump.exists() and uids["key-0"].encode() in dump.read_bytes(), 30,
              "a dump holding the registered objects")
@@ -218,7 +201,7 @@ def test_no_file_holds_the_key_bytes_after_compaction_and_a_snapshot(
     legacy = pickle.dumps(AuditDevice("old", "file", (("path", "a.log"),), plain_salt))
     assert pickled_salts(legacy, b"probe", hmac_of(plain_salt, b"probe")) == [plain_salt]
     assert api(cluster, cluster.leader(), "DELETE", "/v1/sys/audit/at-rest", None,
-               admin_token(cluster))[0] == 200
+               cluster.admin_token)[0] == 200
 
     # The cluster CA's private key (the dev CA, installed through the admin API) is
     # in the state too, sealed: no node's data folder and no snapshot holds it. The

@@ -10,20 +10,16 @@ each must unseal itself, with no operator, and serve keys registered before.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import secrets
 import shutil
-import ssl
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from harness import KEYQUORUM, Cluster, wait_for
+from harness import Cluster, wait_for
 from kmip.core import enums
 from kmip.pie import objects
 
@@ -89,29 +85,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     running.stop()
 
 
-def seal_status(cluster: Cluster, node_id: str) -> dict[str, Any] | None:
-    context = ssl.create_default_context(cafile=str(cluster.ca))
-    request = urllib.request.Request(cluster.nodes[node_id].api + "/v1/sys/seal-status")
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=5) as response:
-            answer: dict[str, Any] = json.loads(response.read())
-            return answer
-    except OSError:
-        return None
-
-
 def unsealed(cluster: Cluster, node_id: str) -> bool:
-    status = seal_status(cluster, node_id)
+    status = cluster.sys_page(node_id, "seal-status")
     return status is not None and status["sealed"] is False
-
-
-def start_again(cluster: Cluster, node_id: str) -> None:
-    """A new process from the node's own config and data; no operator touches it after."""
-    node = cluster.nodes[node_id]
-    log = cluster._log(node.config.parent / "node.log")
-    node.process = subprocess.Popen([*KEYQUORUM, "server", "--config", str(node.config)],
-                                    stdout=log, stderr=log)
-    node.pid = node.process.pid
 
 
 def reads_back(cluster: Cluster, node_id: str, uids: dict[str, str]) -> bool:
@@ -133,8 +109,9 @@ def registered(cluster: Cluster) -> dict[str, str]:
 
 def test_the_nodes_initialized_the_barrier_through_the_hsm(cluster: Cluster) -> None:
     for node_id in cluster.nodes:
-        status = wait_for(lambda n=node_id: unsealed(cluster, n) and seal_status(cluster, n),
-                          60, f"{node_id} to unseal")
+        status = wait_for(
+            lambda n=node_id: unsealed(cluster, n) and cluster.sys_page(n, "seal-status"),
+            60, f"{node_id} to unseal")
         assert status["kind"] == "pkcs11"
         assert (status["threshold"], status["shares"]) == (1, 1)
 
@@ -144,7 +121,7 @@ def test_a_killed_node_unseals_itself_in_its_new_process(
 ) -> None:
     follower = cluster.followers(cluster.leader())[0]
     cluster.kill(follower)
-    start_again(cluster, follower)
+    cluster.restart(follower, wait=False)
 
     # Nobody unseals it: the new process asks the HSM for the root key by itself.
     wait_for(lambda: unsealed(cluster, follower), 120, f"{follower} to unseal itself")
@@ -181,7 +158,7 @@ def test_the_whole_cluster_killed_and_started_again_unseals_itself(
     for node_id in cluster.nodes:
         cluster.kill(node_id)
     for node_id in cluster.nodes:
-        start_again(cluster, node_id)
+        cluster.restart(node_id, wait=False)
 
     for node_id in cluster.nodes:
         wait_for(lambda n=node_id: unsealed(cluster, n), 120, f"{node_id} to unseal itself")

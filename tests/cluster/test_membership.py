@@ -13,20 +13,15 @@ prove by electing a leader and serving on their own.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import secrets
 import shutil
-import ssl
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from harness import KEYQUORUM, Cluster, Node, wait_for
+from harness import Cluster, Node, wait_for
 from kmip.core import enums
 from kmip.pie import objects
 
@@ -69,24 +64,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     running.stop()
 
 
-def admin_token(cluster: Cluster) -> str:
-    token: str = json.loads((cluster.directory / "cluster.json").read_text())["admin_token"]
-    return token
-
-
-def raft_status(cluster: Cluster, node_id: str) -> dict[str, Any] | None:
-    context = ssl.create_default_context(cafile=str(cluster.ca))
-    request = urllib.request.Request(cluster.nodes[node_id].api + "/v1/sys/raft/status")
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=5) as response:
-            answer: dict[str, Any] = json.loads(response.read())
-            return answer
-    except OSError:
-        return None
-
-
 def peers_of(cluster: Cluster, node_id: str) -> set[str]:
-    status = raft_status(cluster, node_id)
+    status = cluster.sys_page(node_id, "raft/status")
     return set() if status is None else {peer["address"] for peer in status["peers"]}
 
 
@@ -95,19 +74,7 @@ def raft_of(cluster: Cluster, node_id: str) -> str:
 
 
 def operator(cluster: Cluster, node_id: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, KEYQUORUM_ADDR=cluster.nodes[node_id].api,
-               KEYQUORUM_CACERT=str(cluster.ca), KEYQUORUM_TOKEN=admin_token(cluster))
-    return subprocess.run([*KEYQUORUM, "operator", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
-
-
-def start(cluster: Cluster, node_id: str) -> None:
-    node = cluster.nodes[node_id]
-    log = cluster._log(node.config.parent / "node.log")
-    node.process = subprocess.Popen([*KEYQUORUM, "server", "--config", str(node.config)],
-                                    stdout=log, stderr=log)
-    node.pid = node.process.pid
-    wait_for(lambda: cluster.health(node_id) is not None, 120, f"{node_id} to answer")
+    return cluster.operator(node_id, *args, token=cluster.admin_token)
 
 
 def register(cluster: Cluster, node_id: str, name: str) -> str:
@@ -137,7 +104,7 @@ def test_a_fourth_node_joins_and_serves_keys_written_before(
     uids["before-join"] = register(cluster, leader, "before-join")
 
     # Not a member yet: node.toml names the three, who refuse its connections.
-    start(cluster, "node-4")
+    cluster.restart("node-4", timeout=120)
     assert raft_of(cluster, "node-4") not in peers_of(cluster, leader)
 
     # The CLI checks the joining node's view of the members first.
@@ -194,9 +161,9 @@ def test_restarted_nodes_keep_the_membership_the_log_holds(
 
     # node-4's node.toml names the removed node and not itself as a peer of others;
     # `other`'s names the removed node and lacks node-4. Both restart from the log.
-    start(cluster, "node-4")
+    cluster.restart("node-4", timeout=120)
     cluster.kill(other)
-    start(cluster, other)
+    cluster.restart(other, timeout=120)
     for node_id in ("node-4", other):
         own = raft_of(cluster, node_id)
         wait_for(lambda n=node_id, o=own: peers_of(cluster, n) == members - {o}, 60,

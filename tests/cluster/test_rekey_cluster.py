@@ -10,18 +10,15 @@ new ones do.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import ssl
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from harness import KEYQUORUM, Cluster, Node, wait_for
+from harness import Cluster, Node, wait_for
 
 from keyquorum.cluster.dev import DevOptions, prepare_cluster
 from keyquorum.cluster.shamir import Share, split
@@ -34,31 +31,13 @@ class Shamir:
     root_token: str
 
 
-def operator(cluster: Cluster, node_id: str, *args: str,
-             token: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, KEYQUORUM_ADDR=cluster.nodes[node_id].api,
-               KEYQUORUM_CACERT=str(cluster.ca))
-    env.pop("KEYQUORUM_TOKEN", None)
-    if token:
-        env["KEYQUORUM_TOKEN"] = token
-    return subprocess.run([*KEYQUORUM, "operator", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
-
-
 def seal_status(cluster: Cluster, node_id: str) -> dict[str, Any] | None:
-    context = ssl.create_default_context(cafile=str(cluster.ca))
-    request = urllib.request.Request(cluster.nodes[node_id].api + "/v1/sys/seal-status")
-    try:
-        with urllib.request.urlopen(request, context=context, timeout=5) as response:
-            answer: dict[str, Any] = json.loads(response.read())
-            return answer
-    except OSError:
-        return None
+    return cluster.sys_page(node_id, "seal-status")
 
 
 def unseal(shamir: Shamir, node_id: str, shares: list[str]) -> subprocess.CompletedProcess[str]:
     for share in shares:
-        given = operator(shamir.cluster, node_id, "unseal", share)
+        given = shamir.cluster.operator(node_id, "unseal", share)
         if given.returncode != 0:
             return given
     return given
@@ -76,11 +55,8 @@ def shamir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shamir]:
                                      flags=re.DOTALL))
             host, port = dev_node.kmip_address.rsplit(":", 1)
             node = Node(dev_node.id, 0, host, int(port), dev_node.api_url, config)
-            log = cluster._log(config.parent / "node.log")
-            node.process = subprocess.Popen(
-                [*KEYQUORUM, "server", "--config", str(config)], stdout=log, stderr=log)
-            node.pid = node.process.pid
             cluster.nodes[node.id] = node
+            cluster.restart(node.id, wait=False)
         for node_id in cluster.nodes:
             wait_for(lambda n=node_id: seal_status(cluster, n), 60, f"{node_id} to answer")
 
@@ -100,7 +76,7 @@ def shamir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shamir]:
 
 
 def _init(cluster: Cluster) -> str | None:
-    done = operator(cluster, "node-1", "init", "-key-shares", "3", "-key-threshold", "2")
+    done = cluster.operator("node-1", "init", "-key-shares", "3", "-key-threshold", "2")
     return done.stdout if done.returncode == 0 else None
 
 
@@ -111,41 +87,41 @@ def all_unsealed(shamir: Shamir) -> bool:
 
 def test_a_wrong_share_a_wrong_nonce_or_a_repeated_share_is_refused(shamir: Shamir) -> None:
     token = shamir.root_token
-    started = operator(shamir.cluster, "node-1", "rekey", "init", "-key-shares", "4",
-                       "-key-threshold", "3", token=token)
+    started = shamir.cluster.operator("node-1", "rekey", "init", "-key-shares", "4",
+                                      "-key-threshold", "3", token=token)
     assert started.returncode == 0, started.stderr
     nonce = re.search(r"Nonce\s+(\S+)", started.stdout).group(1)  # type: ignore[union-attr]
     assert "Rekey progress  0 of 2" in started.stdout
 
     # A second attempt while one runs is refused.
-    again = operator(shamir.cluster, "node-1", "rekey", "init", "-key-shares", "2",
-                     "-key-threshold", "2", token=token)
+    again = shamir.cluster.operator("node-1", "rekey", "init", "-key-shares", "2",
+                                    "-key-threshold", "2", token=token)
     assert again.returncode != 0 and "already in progress" in again.stderr
 
-    first = operator(shamir.cluster, "node-1", "rekey", "update", "--nonce", nonce,
-                     shamir.shares[0])
+    first = shamir.cluster.operator("node-1", "rekey", "update", "--nonce", nonce,
+                                    shamir.shares[0])
     assert first.returncode == 0 and "Rekey progress  1 of 2" in first.stdout
-    repeated = operator(shamir.cluster, "node-1", "rekey", "update", "--nonce", nonce,
-                        shamir.shares[0])
+    repeated = shamir.cluster.operator("node-1", "rekey", "update", "--nonce", nonce,
+                                       shamir.shares[0])
     assert repeated.returncode != 0 and "already given" in repeated.stderr
-    wrong_nonce = operator(shamir.cluster, "node-1", "rekey", "update", "--nonce", "0" * 32,
-                           shamir.shares[1])
+    wrong_nonce = shamir.cluster.operator("node-1", "rekey", "update", "--nonce", "0" * 32,
+                                          shamir.shares[1])
     assert wrong_nonce.returncode != 0 and "nonce" in wrong_nonce.stderr
 
     # A share of another root key completes the threshold and is refused there.
     given_x = Share.decode(shamir.shares[0]).x
     foreign = next(share for share in split(os.urandom(32), 3, 2) if share.x != given_x)
-    refused = operator(shamir.cluster, "node-1", "rekey", "update", "--nonce", nonce,
-                       foreign.encode())
+    refused = shamir.cluster.operator("node-1", "rekey", "update", "--nonce", nonce,
+                                      foreign.encode())
     assert refused.returncode != 0 and "not this cluster's current" in refused.stderr
-    status = operator(shamir.cluster, "node-1", "rekey", "status")
+    status = shamir.cluster.operator("node-1", "rekey", "status")
     assert "Rekey progress  0 of 2" in status.stdout
 
     # Cancelled: nothing changed, the current shares still rule.
-    cancelled = operator(shamir.cluster, "node-1", "rekey", "cancel", token=token)
+    cancelled = shamir.cluster.operator("node-1", "rekey", "cancel", token=token)
     assert cancelled.returncode == 0, cancelled.stderr
-    late = operator(shamir.cluster, "node-1", "rekey", "update", "--nonce", nonce,
-                    shamir.shares[1])
+    late = shamir.cluster.operator("node-1", "rekey", "update", "--nonce", nonce,
+                                   shamir.shares[1])
     assert late.returncode != 0 and "no rekey is in progress" in late.stderr
     assert {seal_status(shamir.cluster, n)["root_generation"]  # type: ignore[index]
             for n in shamir.cluster.nodes} == {1}
@@ -156,15 +132,15 @@ def test_holders_rekey_one_share_at_a_time_and_the_old_shares_stop_working(
     shamir: Shamir,
 ) -> None:
     cluster, token = shamir.cluster, shamir.root_token
-    started = operator(cluster, "node-2", "rekey", "init", "-key-shares", "4",
-                       "-key-threshold", "3", token=token)
+    started = cluster.operator("node-2", "rekey", "init", "-key-shares", "4",
+                               "-key-threshold", "3", token=token)
     nonce = re.search(r"Nonce\s+(\S+)", started.stdout).group(1)  # type: ignore[union-attr]
 
     # Two holders, each with their own share and no token.
-    first = operator(cluster, "node-2", "rekey", "update", "--nonce", nonce, shamir.shares[2])
+    first = cluster.operator("node-2", "rekey", "update", "--nonce", nonce, shamir.shares[2])
     assert "Rekey progress  1 of 2" in first.stdout
     assert all_unsealed(shamir)
-    last = operator(cluster, "node-2", "rekey", "update", "--nonce", nonce, shamir.shares[0])
+    last = cluster.operator("node-2", "rekey", "update", "--nonce", nonce, shamir.shares[0])
     assert last.returncode == 0, last.stderr
     new_shares = re.findall(r"New Unseal Key \d+: (\S+)", last.stdout)
     assert len(new_shares) == 4 and not set(new_shares) & set(shamir.shares)
@@ -178,7 +154,7 @@ def test_holders_rekey_one_share_at_a_time_and_the_old_shares_stop_working(
         assert status is not None and (status["threshold"], status["shares"]) == (3, 4)
 
     # A sealed node: the three old shares are refused, three new ones unseal it.
-    sealed = operator(cluster, "node-3", "seal", token=token)
+    sealed = cluster.operator("node-3", "seal", token=token)
     assert sealed.returncode == 0, sealed.stderr
     old = unseal(shamir, "node-3", shamir.shares)
     assert old.returncode != 0 and "do not open" in old.stderr
