@@ -115,9 +115,13 @@ def status(addr: str | None, token: str | None, cacert: Path | None) -> None:
     click.echo(f"Mode              {answer['mode']}")
     click.echo(f"Cluster           {answer['cluster_id'] or '-'}")
     click.echo(f"Sequence          {answer['sequence']}")
-    click.echo(f"Primary sequence  {answer['primary_sequence']}")
-    click.echo(f"Lag               {answer['lag_sequences']} change(s), "
-               f"{'unknown' if lag_seconds is None else f'{lag_seconds:.3f} s'}")
+    if answer["lag_sequences"] is None:
+        # A secondary's follower: only its leader follows the stream.
+        click.echo(f"Lag               unknown: {answer.get('note', 'ask the leader')}")
+    else:
+        click.echo(f"Primary sequence  {answer['primary_sequence']}")
+        click.echo(f"Lag               {answer['lag_sequences']} change(s), "
+                   f"{'unknown' if lag_seconds is None else f'{lag_seconds:.3f} s'}")
     if answer["apply_lag_ms_p50"] is not None:
         click.echo(f"Apply lag         p50 {answer['apply_lag_ms_p50']} ms, "
                    f"p99 {answer['apply_lag_ms_p99']} ms")

@@ -68,6 +68,8 @@ from .tenancy import Done, Refused, TokenKind
 TOKEN_FORMAT = 1
 CLIENT_CERTIFICATE_TTL = timedelta(days=365)
 _STATUS = {"NOT_FOUND": 404, "CONFLICT": 409, "INVALID": 400}
+# Three missed heartbeats (replication_server.HEARTBEAT_SECONDS): the primary went quiet.
+STALE_CONTACT_SECONDS = 3.0
 
 
 class _Body(BaseModel):
@@ -317,7 +319,10 @@ def _status(node: ReplicationNode, *, with_digest: bool) -> dict[str, Any]:
         "sequence": state.sequence,
         "primary_sequence": primary_sequence,
         "lag_sequences": lag,
-        "lag_seconds": _lag_seconds(lag, link.last_contact),
+        "lag_seconds": _lag_seconds(lag, link.last_contact,
+                                    link.lag_samples_ms[-1] if link.lag_samples_ms else None),
+        "last_contact_seconds_ago": None if link.last_contact is None
+        else round(time.time() - link.last_contact, 3),
         "apply_lag_ms_p50": _percentile(samples, 0.50),
         "apply_lag_ms_p99": _percentile(samples, 0.99),
         "connected_to": link.connected_to,
@@ -326,6 +331,11 @@ def _status(node: ReplicationNode, *, with_digest: bool) -> dict[str, Any]:
         "addresses": sorted(state.addresses().values()),
         "objects": len(state.keys),
     }
+    # Only a secondary's active node follows the stream: another node cannot tell the
+    # primary's sequence, and says so rather than answering a lag of 0.
+    if secondary and node.replicated.status().role != "leader":
+        answer.update(primary_sequence=None, lag_sequences=None, lag_seconds=None,
+                      note="not the active node: ask the leader for the lag")
     if with_digest:
         answer["state_digest"] = state.digest()
     return answer
@@ -336,11 +346,21 @@ def _attempt(status: AttemptStatus) -> dict[str, Any]:
             "required": status.required, "complete": False}
 
 
-def _lag_seconds(lag: int, last_contact: float | None) -> float | None:
-    # Behind by some changes: at least as long as since we last heard the primary.
-    if lag == 0:
+def _lag_seconds(lag: int, last_contact: float | None,
+                 last_apply_lag_ms: int | None) -> float | None:
+    """How far behind the primary this secondary is in time; None when it cannot tell.
+
+    Caught up and heard from lately: 0. Otherwise at least the time since the primary
+    last spoke (a heartbeat comes each second), plus how old the last changes were when
+    they were applied here, when changes are waiting.
+    """
+    if last_contact is None:
+        return 0.0 if lag == 0 else None
+    silence = time.time() - last_contact
+    if lag == 0 and silence < STALE_CONTACT_SECONDS:
         return 0.0
-    return None if last_contact is None else round(time.time() - last_contact, 3)
+    behind = (last_apply_lag_ms or 0) / 1000 if lag else 0.0
+    return round(silence + behind, 3)
 
 
 def _percentile(samples: list[int], fraction: float) -> int | None:

@@ -186,6 +186,12 @@ def test_a_create_through_the_performance_secondary_reads_back_through_it_at_onc
     with primary.cluster.pykmip(primary.cluster.leader()) as client:
         assert len(client.get(uid).value) == 16
 
+    # The secondary's leader, which follows the stream, tells its lag; a follower says
+    # it cannot rather than claim 0.
+    caught_up = perf.status()
+    assert (caught_up["lag_sequences"], caught_up["lag_seconds"]) == (0, 0.0)
+    assert perf.call("GET", "status", node_id=follower)["lag_sequences"] is None
+
 
 def test_the_dr_secondary_refuses_kmip_until_promoted(dcs: dict[str, Dc]) -> None:
     from kmip.pie.exceptions import KmipOperationFailure
