@@ -10,46 +10,19 @@ each must unseal itself, with no operator, and serve keys registered before.
 from __future__ import annotations
 
 import base64
-import os
 import re
 import secrets
-import shutil
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from harness import Cluster, wait_for
 from kmip.core import enums
 from kmip.pie import objects
+from softhsm import LIBRARY, make_token
 
 from keyquorum.cluster.dev import DevOptions, prepare_cluster
 
-LIBRARY = Path("/usr/lib/softhsm/libsofthsm2.so")
-
-if not LIBRARY.exists() or shutil.which("softhsm2-util") is None:
-    pytest.fail("SoftHSM2 is missing: apt-get install -y softhsm2 (.ci/run installs it)",
-                pytrace=False)
-
 SECRETS = {f"hsm-key-{n}": secrets.token_bytes(32) for n in range(3)}
-
-
-def make_token(folder: Path) -> None:
-    """A fresh SoftHSM2 token with one AES-256 key, the one that seals the root key."""
-    (folder / "tokens").mkdir()
-    conf = folder / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n")
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "kq-cluster",
-                    "--pin", "4321", "--so-pin", "8765"], check=True, capture_output=True)
-
-    import pkcs11
-    from pkcs11 import KeyType
-
-    with pkcs11.lib(str(LIBRARY)).get_token(token_label="kq-cluster").open(
-        user_pin="4321", rw=True
-    ) as session:
-        session.generate_key(KeyType.AES, 256, label="root-seal", store=True)
 
 
 PKCS11_SEAL = f"""
@@ -66,7 +39,8 @@ key_label = "root-seal"
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     base = tmp_path_factory.mktemp("hsm-cluster")
     (base / "softhsm").mkdir()
-    make_token(base / "softhsm")
+    make_token(base / "softhsm", "kq-cluster", pin="4321", so_pin="8765",
+               aes_keys=["root-seal"])
 
     # The dev folder first, then its seal sections pointed at the HSM; `keyquorum dev`
     # reuses the folder as it is.

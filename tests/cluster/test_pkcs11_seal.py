@@ -2,46 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
+from softhsm import LIBRARY, make_token
 
 from keyquorum.cluster.barrier import BarrierState, SealKind
 from keyquorum.cluster.cluster_state import ClusterState
 from keyquorum.cluster.config import SealSettings
+from keyquorum.cluster.pkcs11_seal import Pkcs11RootKey
 from keyquorum.cluster.seal import Seal, UnsealError
-
-LIBRARY = Path("/usr/lib/softhsm/libsofthsm2.so")
-
-if not LIBRARY.exists() or shutil.which("softhsm2-util") is None:
-    pytest.fail("SoftHSM2 is missing: apt-get install -y softhsm2 (.ci/run installs it)",
-                pytrace=False)
-
-from keyquorum.cluster.pkcs11_seal import Pkcs11RootKey  # noqa: E402 - needs the check above
 
 
 @pytest.fixture(scope="module")
 def token(tmp_path_factory: pytest.TempPathFactory) -> SealSettings:
     """A fresh token with two AES keys, in a folder of its own (SOFTHSM2_CONF)."""
-    folder = tmp_path_factory.mktemp("softhsm")
-    (folder / "tokens").mkdir()
-    conf = folder / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n")
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "keyquorum",
-                    "--pin", "1234", "--so-pin", "5678"], check=True, capture_output=True)
-
-    import pkcs11
-    from pkcs11 import KeyType
-
-    with pkcs11.lib(str(LIBRARY)).get_token(token_label="keyquorum").open(
-        user_pin="1234", rw=True
-    ) as session:
-        for label in ("root-seal", "other"):
-            session.generate_key(KeyType.AES, 256, label=label, store=True)
+    make_token(tmp_path_factory.mktemp("softhsm"), "keyquorum", pin="1234", so_pin="5678",
+               aes_keys=["root-seal", "other"])
     return SealSettings(type="pkcs11", library=LIBRARY, token_label="keyquorum", pin="1234",
                         key_label="root-seal")
 

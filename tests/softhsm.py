@@ -1,0 +1,42 @@
+"""SoftHSM2 tokens of a test's own, for the PKCS#11 seal tests.
+
+Importing this module fails the importing test module when Debian's softhsm2 is not
+installed: an HSM test that cannot run must not pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pkcs11
+import pytest
+from pkcs11 import KeyType
+
+LIBRARY = Path("/usr/lib/softhsm/libsofthsm2.so")
+
+if not LIBRARY.exists() or shutil.which("softhsm2-util") is None:
+    pytest.fail("SoftHSM2 is missing: apt-get install -y softhsm2 (.ci/run installs it)",
+                pytrace=False)
+
+
+def make_token(folder: Path, label: str, pin: str, so_pin: str, aes_keys: list[str]) -> None:
+    """A fresh token in ``folder`` holding an AES-256 key under each of ``aes_keys``.
+
+    SOFTHSM2_CONF is set in this process's environment, so node processes started after
+    it use the same token.
+    """
+    (folder / "tokens").mkdir()
+    conf = folder / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
+                    "--pin", pin, "--so-pin", so_pin], check=True, capture_output=True)
+
+    with pkcs11.lib(str(LIBRARY)).get_token(token_label=label).open(
+        user_pin=pin, rw=True
+    ) as session:
+        for key_label in aes_keys:
+            session.generate_key(KeyType.AES, 256, label=key_label, store=True)
