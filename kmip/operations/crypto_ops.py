@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from keyquorum.cluster.state import UniqueIdentifier as ObjectId
 
 from .. import crypto
 from ..errors import KmipError, invalid_field
-from ..mapping import from_item
 from ..objects import CryptographicParameters
 from ..payloads import (
     DecryptRequestPayload,
@@ -65,6 +64,7 @@ from ..tables import (
 )
 from ..ttlv import Item, ItemType, decode_item
 from .context import Context
+from .stored_keys import parameters
 
 log = logging.getLogger("keyquorum.kmip")
 
@@ -218,20 +218,6 @@ def _der(key: _Key) -> bytes:
                     "asymmetric keys are used in PKCS#1, PKCS#8 or X.509 format")
 
 
-def _params(key: _Key, requested: CryptographicParameters | None) -> CryptographicParameters:
-    """The request's parameters over the key's Cryptographic Parameters attribute."""
-    stored = key.obj.first("Cryptographic Parameters")
-    base = CryptographicParameters()
-    if stored is not None and stored.type == ItemType.STRUCTURE:
-        base = from_item(CryptographicParameters,
-                         Item(Tag.CRYPTOGRAPHIC_PARAMETERS, ItemType.STRUCTURE, stored.value))
-    if requested is None:
-        return base
-    given = {f.name: getattr(requested, f.name) for f in fields(requested)
-             if getattr(requested, f.name) is not None}
-    return replace(base, **given)
-
-
 def _algorithm(key: _Key, params: CryptographicParameters) -> int:
     algorithm = params.cryptographic_algorithm or key.algorithm
     if algorithm is None:
@@ -257,7 +243,7 @@ async def _cipher(
     usage = CryptographicUsageMask.ENCRYPT if encrypting else CryptographicUsageMask.DECRYPT
     key = await _key(ctx, payload.unique_identifier, encrypting, usage, payload.data or b"")
     uid = key.obj.uid
-    params = _params(key, payload.cryptographic_parameters)
+    params = parameters(key.obj, payload.cryptographic_parameters)
     algorithm = _algorithm(key, params)
     data = payload.data or b""
     tag = getattr(payload, "authenticated_encryption_tag", None)
@@ -344,7 +330,7 @@ async def sign(ctx: Context, payload: SignRequestPayload) -> SignResponsePayload
     key = await _key(ctx, payload.unique_identifier, True, CryptographicUsageMask.SIGN)
     if key.obj.object_type != ObjectType.PRIVATE_KEY:
         raise KmipError(ResultReason.INVALID_OBJECT_TYPE, "Sign needs a private key")
-    params = _params(key, payload.cryptographic_parameters)
+    params = parameters(key.obj, payload.cryptographic_parameters)
 
     data, correlation = _gather(payload, "sign", key.obj.uid)
     if data is None:
@@ -359,7 +345,7 @@ async def signature_verify(
     ctx: Context, payload: SignatureVerifyRequestPayload
 ) -> SignatureVerifyResponsePayload:
     key = await _key(ctx, payload.unique_identifier, False, CryptographicUsageMask.VERIFY)
-    params = _params(key, payload.cryptographic_parameters)
+    params = parameters(key.obj, payload.cryptographic_parameters)
 
     data, correlation = _gather(payload, "verify", key.obj.uid)
     if data is None:
@@ -386,7 +372,7 @@ async def signature_verify(
 
 async def mac(ctx: Context, payload: MACRequestPayload) -> MACResponsePayload:
     key = await _key(ctx, payload.unique_identifier, True, CryptographicUsageMask.MAC_GENERATE)
-    params = _params(key, payload.cryptographic_parameters)
+    params = parameters(key.obj, payload.cryptographic_parameters)
     data, correlation = _gather(payload, "mac", key.obj.uid)
     if data is None:
         return MACResponsePayload(unique_identifier=key.obj.uid, correlation_value=correlation)
@@ -396,7 +382,7 @@ async def mac(ctx: Context, payload: MACRequestPayload) -> MACResponsePayload:
 
 async def mac_verify(ctx: Context, payload: MACVerifyRequestPayload) -> MACVerifyResponsePayload:
     key = await _key(ctx, payload.unique_identifier, False, CryptographicUsageMask.MAC_VERIFY)
-    params = _params(key, payload.cryptographic_parameters)
+    params = parameters(key.obj, payload.cryptographic_parameters)
     data, correlation = _gather(payload, "mac-verify", key.obj.uid)
     if data is None:
         return MACVerifyResponsePayload(unique_identifier=key.obj.uid,

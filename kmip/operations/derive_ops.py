@@ -45,7 +45,7 @@ from keyquorum.cluster.state import UniqueIdentifier as ObjectId
 
 from .. import crypto
 from ..errors import KmipError, invalid_field
-from ..mapping import from_item, to_item
+from ..mapping import to_item
 from ..objects import CryptographicParameters, KeyBlock, KeyValue, SecretData, SymmetricKey
 from ..payloads import DerivationParameters, DeriveKeyRequestPayload, DeriveKeyResponsePayload
 from ..tables import (
@@ -61,11 +61,12 @@ from ..tables import (
     State,
     Tag,
 )
-from ..ttlv import Item, decode_item, encode_item
+from ..ttlv import Item, encode_item
 from .context import Context
 from .keypair_ops import requested_attributes
 from .object_ops import checked_attributes, server_attributes
 from .rekey_ops import link_value
+from .stored_keys import key_block
 
 # PBKDF2 costs the node CPU in proportion to the count: a million SHA-256 rounds is
 # about a second here, above what password guidance asks (600,000 for SHA-256 in
@@ -134,11 +135,7 @@ def _base_secret(base: ManagedObject) -> bytes:
     if mask is not None and not mask.value & CryptographicUsageMask.DERIVE_KEY:
         raise KmipError(ResultReason.INCOMPATIBLE_CRYPTOGRAPHIC_USAGE_MASK,
                         "the base object's usage mask does not allow Derive Key")
-    item = decode_item(base.material)
-    block_item = next((c for c in item.value if c.tag == Tag.KEY_BLOCK), None)
-    if block_item is None:
-        raise KmipError(ResultReason.INVALID_OBJECT_TYPE, "the base object has no key block")
-    block = from_item(KeyBlock, block_item)
+    block = key_block(base, "the base object has no key block")
     if not isinstance(block.key_value, KeyValue):
         raise invalid_field("the base object is stored wrapped")
     material: Any = block.key_value.key_material

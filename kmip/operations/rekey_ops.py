@@ -28,7 +28,7 @@ from keyquorum.cluster.state import (
 from keyquorum.cluster.state import UniqueIdentifier as ObjectId
 
 from ..errors import KmipError, invalid_field
-from ..mapping import from_item, to_item
+from ..mapping import to_item
 from ..objects import KeyBlock, KeyValue, PrivateKey, PublicKey, SymmetricKey
 from ..payloads import (
     ReKeyKeyPairRequestPayload,
@@ -37,10 +37,11 @@ from ..payloads import (
     ReKeyResponsePayload,
 )
 from ..tables import CryptographicAlgorithm, KeyFormatType, LinkType, ObjectType, ResultReason, Tag
-from ..ttlv import Item, ItemType, decode_item, encode_item
+from ..ttlv import Item, ItemType, encode_item
 from .context import Context
 from .keypair_ops import generate_pair, requested_attributes, with_algorithm
 from .object_ops import checked_attributes, server_attributes
+from .stored_keys import key_block
 
 # What the replacement does not inherit: what the server sets for every new object,
 # what describes the old key's own life, and what is recomputed here.
@@ -64,7 +65,7 @@ async def rekey(ctx: Context, payload: ReKeyRequestPayload) -> ReKeyResponsePayl
                         "Re-key replaces symmetric keys; use Re-key Key Pair for key pairs")
     if old.material is None:
         raise KmipError(ResultReason.WRONG_KEY_LIFECYCLE_STATE, "the key was destroyed")
-    block = _block(old)
+    block = key_block(old, "the object is not a key")
     requested = checked_attributes(requested_attributes(payload.template_attribute,
                                                         payload.attributes))
 
@@ -117,7 +118,7 @@ async def rekey_key_pair(
         payload.public_key_template_attribute, payload.public_key_attributes))
 
     # Then a pair like the old one.
-    block = _block(old_private)
+    block = key_block(old_private, "the object is not a key")
     algorithm = block.cryptographic_algorithm or _attribute(old_private, "Cryptographic Algorithm")
     length = block.cryptographic_length or _attribute(old_private, "Cryptographic Length")
     curve = _attribute(old_private, "Recommended Curve")
@@ -201,15 +202,6 @@ def _fresh_limits(limits: Item) -> Item:
                                               total.value)
     order = (Tag.USAGE_LIMITS_TOTAL, Tag.USAGE_LIMITS_COUNT, Tag.USAGE_LIMITS_UNIT)
     return Item(Tag.ATTRIBUTE_VALUE, ItemType.STRUCTURE, [fields[t] for t in order if t in fields])
-
-
-def _block(obj: ManagedObject) -> KeyBlock:
-    assert obj.material is not None
-    item = decode_item(obj.material)
-    block = next((child for child in item.value if child.tag == Tag.KEY_BLOCK), None)
-    if block is None:
-        raise KmipError(ResultReason.INVALID_OBJECT_TYPE, "the object is not a key")
-    return from_item(KeyBlock, block)
 
 
 def linked(obj: ManagedObject, link_type: int) -> str | None:

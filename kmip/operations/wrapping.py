@@ -24,7 +24,7 @@ answered Feature Not Supported (no OASIS case or client we know asks for them).
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any
 
 from cryptography.hazmat.primitives import keywrap
@@ -58,8 +58,9 @@ from ..tables import (
     Tag,
     WrappingMethod,
 )
-from ..ttlv import Item, ItemType, decode_item, encode_item
+from ..ttlv import Item, decode_item, encode_item
 from .context import Context
+from .stored_keys import key_block, parameters
 
 # States in which a key may wrap (protect) and unwrap (process), KMIP 1.4 section 3.22.
 _WRAP_STATES = frozenset({State.ACTIVE})
@@ -89,7 +90,7 @@ async def wrap_block(ctx: Context, obj: ManagedObject, block: KeyBlock,
 
     # Then the wrapping key, and the wrapped block that names it.
     wrapping = await _wrapping_key(ctx, information.unique_identifier, wrapping=True)
-    params = _parameters(wrapping, information.cryptographic_parameters)
+    params = parameters(wrapping, information.cryptographic_parameters)
     wrapped = _encrypt(wrapping, params, plaintext)
     return replace(block, key_value=wrapped, key_wrapping_data=KeyWrappingData(
         wrapping_method=spec.wrapping_method,
@@ -111,7 +112,7 @@ async def unwrap_block(ctx: Context, block: KeyBlock) -> KeyBlock:
         raise invalid_field("a wrapped key block carries its Key Value as a Byte String")
 
     wrapping = await _wrapping_key(ctx, information.unique_identifier, wrapping=False)
-    params = _parameters(wrapping, information.cryptographic_parameters)
+    params = parameters(wrapping, information.cryptographic_parameters)
     plaintext = _decrypt(wrapping, params, wrapped)
     if data.encoding_option == EncodingOption.NO_ENCODING:
         value = KeyValue(key_material=plaintext)
@@ -173,30 +174,6 @@ async def _wrapping_key(ctx: Context, uid: str, wrapping: bool) -> ManagedObject
     return key
 
 
-def _parameters(key: ManagedObject, requested: CryptographicParameters | None
-                ) -> CryptographicParameters:
-    """The request's parameters over the wrapping key's Cryptographic Parameters."""
-    stored = key.first("Cryptographic Parameters")
-    base = CryptographicParameters()
-    if stored is not None and stored.type == ItemType.STRUCTURE:
-        base = from_item(CryptographicParameters,
-                         Item(Tag.CRYPTOGRAPHIC_PARAMETERS, ItemType.STRUCTURE, stored.value))
-    if requested is None:
-        return base
-    given = {f.name: getattr(requested, f.name) for f in fields(requested)
-             if getattr(requested, f.name) is not None}
-    return replace(base, **given)
-
-
-def _key_block(key: ManagedObject) -> KeyBlock:
-    assert key.material is not None
-    item = decode_item(key.material)
-    block = next((child for child in item.value if child.tag == Tag.KEY_BLOCK), None)
-    if block is None:
-        raise KmipError(ResultReason.INVALID_OBJECT_TYPE, "the wrapping object is not a key")
-    return from_item(KeyBlock, block)
-
-
 def _material(block: KeyBlock) -> bytes:
     if not isinstance(block.key_value, KeyValue):
         raise invalid_field("the wrapping key is itself wrapped")
@@ -227,7 +204,7 @@ def _oaep(params: CryptographicParameters) -> CryptographicParameters:
 
 
 def _encrypt(key: ManagedObject, params: CryptographicParameters, data: bytes) -> bytes:
-    block = _key_block(key)
+    block = key_block(key, "the wrapping object is not a key")
     algorithm = params.cryptographic_algorithm or block.cryptographic_algorithm
     if key.object_type == ObjectType.SYMMETRIC_KEY and algorithm == CryptographicAlgorithm.AES:
         secret = _material(block)
@@ -246,7 +223,7 @@ def _encrypt(key: ManagedObject, params: CryptographicParameters, data: bytes) -
 
 
 def _decrypt(key: ManagedObject, params: CryptographicParameters, data: bytes) -> bytes:
-    block = _key_block(key)
+    block = key_block(key, "the wrapping object is not a key")
     algorithm = params.cryptographic_algorithm or block.cryptographic_algorithm
     if key.object_type == ObjectType.SYMMETRIC_KEY and algorithm == CryptographicAlgorithm.AES:
         secret = _material(block)
