@@ -24,10 +24,11 @@ from harness import Cluster
 from keyquorum.kmip.conformance import (
     CaseResult,
     HttpsTransport,
+    RunMemory,
     TlsTransport,
     Transport,
     client_context,
-    run_cases,
+    run_case,
     summary,
 )
 
@@ -112,8 +113,14 @@ def main() -> int:
                     return lambda: HttpsTransport(host, port, context, encoding)
                 return lambda: TlsTransport(follower.kmip_host, follower.kmip_port, context)
 
-            results = [result for case in cases
-                       for result in run_cases([case], connect(case), print)]
+            # One memory for the whole run: a case may read back what an earlier one made.
+            memory = RunMemory()
+            results = []
+            for case in cases:
+                result = run_case(case, connect(case), memory)
+                print(f"PASS {result.name}" if result.passed
+                      else f"FAIL {result.name}: {result.difference}")
+                results.append(result)
         finally:
             cluster.stop()
 
