@@ -3,7 +3,8 @@
 The log commits and applies every command at once on one KeyStore, which is what a
 single-node Raft log does, and seals key material with a real barrier keyring, so the
 store holds ciphertext as on a real node. Requests are encoded and the answers decoded,
-as a client would see them; the replicated path is tested through tests/harness.py.
+as a client would see them (tests/kmip_requests.py builds and reads them); the
+replicated path is tested through tests/harness.py.
 """
 
 from __future__ import annotations
@@ -11,19 +12,17 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+from kmip_requests import request, response
+
 from keyquorum.cluster.barrier import Keyring
 from keyquorum.cluster.state import Command, KeyStore, Outcome
 from keyquorum.kmip.frontend import ClientIdentity
 from keyquorum.kmip.messages import (
-    RequestBatchItem,
-    RequestHeader,
     RequestMessage,
     ResponseBatchItem,
     ResponseMessage,
-    decode_message,
     encode_message,
 )
-from keyquorum.kmip.payloads import ProtocolVersion
 from keyquorum.kmip.service import KmipService
 from keyquorum.kmip.tables import Operation
 
@@ -57,20 +56,13 @@ def new_service() -> KmipService:
 
 def exchange(service: KmipService, message: RequestMessage) -> ResponseMessage:
     """The whole message through the service's bytes-in, bytes-out entry."""
-    answer = decode_message(asyncio.run(service.handle(encode_message(message), CLIENT)))
-    assert isinstance(answer, ResponseMessage)
-    return answer
+    return response(asyncio.run(service.handle(encode_message(message), CLIENT)))
 
 
 def send(service: KmipService, *payloads: tuple[Operation, object],
          version: tuple[int, int] = (1, 4)) -> list[ResponseBatchItem]:
     """One request of a batch item per (operation, payload); the items answered."""
-    header = RequestHeader(protocol_version=ProtocolVersion(major=version[0], minor=version[1]),
-                           batch_count=len(payloads))
-    message = RequestMessage(header=header, batch_items=tuple(
-        RequestBatchItem(operation=operation, payload=payload)
-        for operation, payload in payloads))
-    return list(exchange(service, message).batch_items)
+    return list(exchange(service, request(*payloads, version=version)).batch_items)
 
 
 def call(service: KmipService, operation: Operation, payload: object,

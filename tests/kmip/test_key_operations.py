@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFHMAC, CounterLocation,
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from cryptography.x509.oid import NameOID
 from kmip_inprocess import CLIENT, exchange, new_service, send
+from kmip_requests import attribute as attr
 
 from keyquorum.cluster.state import (
     Applied,
@@ -123,10 +124,6 @@ def refused(service: KmipService, operation: Operation, payload: object,
     answer = send(service, (operation, payload), version=version)[0]
     assert answer.result_status == ResultStatus.OPERATION_FAILED
     return answer
-
-
-def attr(name: str, item_type: ItemType, value: object) -> Attribute:
-    return Attribute(name=name, value=Item(Tag.ATTRIBUTE_VALUE, item_type, value))
 
 
 def template(*attributes: Attribute) -> TemplateAttribute:

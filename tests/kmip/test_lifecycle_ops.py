@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from kmip_inprocess import call, new_service
+from kmip_requests import attribute as attr
 
 from keyquorum.kmip.attributes import Attribute, Attributes, Name, NewAttribute, TemplateAttribute
 from keyquorum.kmip.objects import CryptographicParameters, Template
@@ -81,10 +82,6 @@ def refused(service: KmipService, operation: Operation, payload: object,
     answer = call(service, operation, payload, version)
     assert answer.result_status == ResultStatus.OPERATION_FAILED
     return ResultReason(answer.result_reason)
-
-
-def attr(name: str, item_type: ItemType, value: object) -> Attribute:
-    return Attribute(name=name, value=Item(Tag.ATTRIBUTE_VALUE, item_type, value))
 
 
 def aes(length: int, *extra: Attribute) -> CreateRequestPayload:

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 from kmip_inprocess import CLIENT, exchange, new_service
+from kmip_requests import aes_256
+from kmip_requests import attribute as attr
 
 from keyquorum.cluster.state import DEFAULT_SCOPE
-from keyquorum.kmip.attributes import Attribute, Attributes, TemplateAttribute
+from keyquorum.kmip.attributes import Attributes
 from keyquorum.kmip.messages import (
     RequestBatchItem,
     RequestHeader,
@@ -66,23 +68,13 @@ def item(operation: Operation, payload: object, batch_id: bytes | None = None) -
     return RequestBatchItem(operation=operation, payload=payload, unique_batch_item_id=batch_id)
 
 
-def attr(name: str, item_type: ItemType, value: object) -> Attribute:
-    return Attribute(name=name, value=Item(Tag.ATTRIBUTE_VALUE, item_type, value))
-
-
 def create_aes(name: str | None = None) -> CreateRequestPayload:
-    attributes = [
-        attr("Cryptographic Algorithm", ItemType.ENUMERATION, CryptographicAlgorithm.AES),
-        attr("Cryptographic Length", ItemType.INTEGER, 256),
-        attr("Cryptographic Usage Mask", ItemType.INTEGER, 12),
-    ]
-    if name is not None:
-        attributes.append(attr("Name", ItemType.STRUCTURE, [
-            Item(Tag.NAME_VALUE, ItemType.TEXT_STRING, name),
-            Item(Tag.NAME_TYPE, ItemType.ENUMERATION, 1),
-        ]))
-    return CreateRequestPayload(object_type=ObjectType.SYMMETRIC_KEY,
-                                template_attribute=TemplateAttribute(attributes=tuple(attributes)))
+    if name is None:
+        return aes_256()
+    return aes_256(attr("Name", ItemType.STRUCTURE, [
+        Item(Tag.NAME_VALUE, ItemType.TEXT_STRING, name),
+        Item(Tag.NAME_TYPE, ItemType.ENUMERATION, 1),
+    ]))
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 from kmip_inprocess import call, new_service
+from kmip_requests import attribute
 
-from keyquorum.kmip.attributes import Attribute, TemplateAttribute
+from keyquorum.kmip.attributes import TemplateAttribute
 from keyquorum.kmip.messages import ResponseBatchItem
 from keyquorum.kmip.objects import KeyBlock, KeyValue, SymmetricKey
 from keyquorum.kmip.payloads import (
@@ -30,9 +31,8 @@ from keyquorum.kmip.tables import (
     ResultReason,
     ResultStatus,
     SplitKeyMethod,
-    Tag,
 )
-from keyquorum.kmip.ttlv import Item, ItemType
+from keyquorum.kmip.ttlv import ItemType
 
 # 2^521 - 1, a Mersenne prime: larger than any key here.
 PRIME = 2**521 - 1
@@ -99,9 +99,6 @@ def test_a_split_key_joins_back_into_the_key_it_came_from(
 
 
 def test_a_new_key_is_drawn_when_none_is_named(service: KmipService) -> None:
-    def attribute(name: str, item_type: ItemType, value: object) -> Attribute:
-        return Attribute(name=name, value=Item(Tag.ATTRIBUTE_VALUE, item_type, value))
-
     template = TemplateAttribute(attributes=(
         attribute("Cryptographic Algorithm", ItemType.ENUMERATION, CryptographicAlgorithm.AES),
         attribute("Cryptographic Length", ItemType.INTEGER, 128)))
