@@ -23,6 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from kmip_requests import request, response
+
+from keyquorum.kmip.messages import ResponseBatchItem, encode_message
+from keyquorum.kmip.tables import Operation
+
 KEYQUORUM = [sys.executable, "-m", "keyquorum.cluster.cli"]
 T = TypeVar("T")
 
@@ -189,13 +194,22 @@ class Cluster:
         context.load_cert_chain(str(self.client_cert), str(self.client_key))
         return context
 
-    def exchange(self, node_id: str, request: bytes, timeout: float = 15.0) -> bytes:
-        """Send one KMIP request on a new TLS connection, as vCenter does."""
+    def exchange(self, node_id: str, request: bytes, timeout: float = 15.0,
+                 tls_context: ssl.SSLContext | None = None) -> bytes:
+        """Send one KMIP request on a new TLS connection, as vCenter does; as the cluster's
+        client unless ``tls_context`` holds another certificate."""
         node = self.nodes[node_id]
+        context = tls_context or self.tls_context()
         with socket.create_connection((node.kmip_host, node.kmip_port), timeout=timeout) as raw:
-            with self.tls_context().wrap_socket(raw, server_hostname=node.kmip_host) as tls:
+            with context.wrap_socket(raw, server_hostname=node.kmip_host) as tls:
                 tls.sendall(request)
-                return _read_message(tls)
+                return read_message(tls)
+
+    def call(self, node_id: str, operation: Operation, payload: object,
+             version: tuple[int, int] = (1, 4)) -> ResponseBatchItem:
+        """One KMIP operation in a request of its own, whatever its outcome."""
+        message = encode_message(request((operation, payload), version=version))
+        return response(self.exchange(node_id, message)).batch_items[0]
 
     def operator(self, node_id: str, *args: str,
                  token: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -222,7 +236,8 @@ class Cluster:
             yield client
 
 
-def _read_message(tls: ssl.SSLSocket) -> bytes:
+def read_message(tls: ssl.SSLSocket) -> bytes:
+    """One whole TTLV message from ``tls``: the 8-byte header says how long it is."""
     data = b""
     while len(data) < 8 or len(data) < 8 + int.from_bytes(data[4:8], "big"):
         chunk = tls.recv(65536)

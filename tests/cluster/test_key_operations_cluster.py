@@ -26,14 +26,6 @@ from kmip.core.attributes import PrivateKeyUniqueIdentifier
 from kmip.pie import objects
 
 from keyquorum.kmip.attributes import Attribute, TemplateAttribute
-from keyquorum.kmip.messages import (
-    RequestBatchItem,
-    RequestHeader,
-    RequestMessage,
-    ResponseMessage,
-    decode_message,
-    encode_message,
-)
 from keyquorum.kmip.objects import (
     CryptographicParameters,
     EncryptionKeyInformation,
@@ -44,7 +36,6 @@ from keyquorum.kmip.payloads import (
     CreateKeyPairRequestPayload,
     GetAttributesRequestPayload,
     GetRequestPayload,
-    ProtocolVersion,
     ValidateRequestPayload,
 )
 from keyquorum.kmip.tables import (
@@ -77,14 +68,18 @@ def nodes(cluster: Cluster) -> tuple[str, str]:
 
 
 def ask(cluster: Cluster, node_id: str, operation: Operation, payload: object) -> Any:
-    header = RequestHeader(protocol_version=ProtocolVersion(major=1, minor=4), batch_count=1)
-    request = RequestMessage(header=header, batch_items=(
-        RequestBatchItem(operation=operation, payload=payload),))
-    answer = decode_message(cluster.exchange(node_id, encode_message(request)))
-    assert isinstance(answer, ResponseMessage)
-    item = answer.batch_items[0]
+    item = cluster.call(node_id, operation, payload)
     assert item.result_status == ResultStatus.SUCCESS, item.result_message
     return item.payload
+
+
+def rsa_pair(cluster: Cluster, node_id: str) -> Any:
+    rsa = Attribute(name="Cryptographic Algorithm", value=Item(
+        Tag.ATTRIBUTE_VALUE, ItemType.ENUMERATION, CryptographicAlgorithm.RSA))
+    bits = Attribute(name="Cryptographic Length", value=Item(
+        Tag.ATTRIBUTE_VALUE, ItemType.INTEGER, 2048))
+    return ask(cluster, node_id, Operation.CREATE_KEY_PAIR, CreateKeyPairRequestPayload(
+        common_template_attribute=TemplateAttribute(attributes=(rsa, bits))))
 
 
 def link_of(cluster: Cluster, node_id: str, uid: str, link_type: LinkType) -> str:
@@ -169,12 +164,7 @@ def test_certify_on_a_follower_validates_on_another_node(
     cluster: Cluster, nodes: tuple[str, str],
 ) -> None:
     follower, other = nodes
-    rsa = Attribute(name="Cryptographic Algorithm", value=Item(
-        Tag.ATTRIBUTE_VALUE, ItemType.ENUMERATION, CryptographicAlgorithm.RSA))
-    bits = Attribute(name="Cryptographic Length", value=Item(
-        Tag.ATTRIBUTE_VALUE, ItemType.INTEGER, 2048))
-    pair = ask(cluster, follower, Operation.CREATE_KEY_PAIR, CreateKeyPairRequestPayload(
-        common_template_attribute=TemplateAttribute(attributes=(rsa, bits))))
+    pair = rsa_pair(cluster, follower)
     subject = Attribute(name="Certificate Subject CN", value=Item(
         Tag.ATTRIBUTE_VALUE, ItemType.TEXT_STRING, "cluster-test"))
 
@@ -248,12 +238,7 @@ def test_every_node_serves_the_issuing_ca_that_signed_certify(
     cluster: Cluster, nodes: tuple[str, str],
 ) -> None:
     follower, other = nodes
-    rsa = Attribute(name="Cryptographic Algorithm", value=Item(
-        Tag.ATTRIBUTE_VALUE, ItemType.ENUMERATION, CryptographicAlgorithm.RSA))
-    bits = Attribute(name="Cryptographic Length", value=Item(
-        Tag.ATTRIBUTE_VALUE, ItemType.INTEGER, 2048))
-    pair = ask(cluster, follower, Operation.CREATE_KEY_PAIR, CreateKeyPairRequestPayload(
-        common_template_attribute=TemplateAttribute(attributes=(rsa, bits))))
+    pair = rsa_pair(cluster, follower)
     uid = ask(cluster, follower, Operation.CERTIFY, CertifyRequestPayload(
         unique_identifier=pair.public_key_unique_identifier)).unique_identifier
     issued = x509.load_der_x509_certificate(ask(cluster, other, Operation.GET, GetRequestPayload(

@@ -13,15 +13,6 @@ import pytest
 from harness import Cluster
 
 from keyquorum.kmip.attributes import Attribute, Attributes, Name, NewAttribute, TemplateAttribute
-from keyquorum.kmip.messages import (
-    RequestBatchItem,
-    RequestHeader,
-    RequestMessage,
-    ResponseBatchItem,
-    ResponseMessage,
-    decode_message,
-    encode_message,
-)
 from keyquorum.kmip.objects import Template
 from keyquorum.kmip.payloads import (
     ActivateRequestPayload,
@@ -31,7 +22,6 @@ from keyquorum.kmip.payloads import (
     GetAttributesRequestPayload,
     GetRequestPayload,
     ImportRequestPayload,
-    ProtocolVersion,
     RecoverRequestPayload,
     RegisterRequestPayload,
     SetAttributeRequestPayload,
@@ -46,8 +36,8 @@ from keyquorum.kmip.tables import (
 )
 from keyquorum.kmip.ttlv import Item, ItemType
 
-V1_4 = ProtocolVersion(major=1, minor=4)
-V2_1 = ProtocolVersion(major=2, minor=1)
+V1_4 = (1, 4)
+V2_1 = (2, 1)
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +54,9 @@ def followers(cluster: Cluster) -> tuple[str, str]:
     return first, second
 
 
-def send(cluster: Cluster, node: str, operation: Operation, payload: object,
-         version: ProtocolVersion = V2_1) -> ResponseBatchItem:
-    header = RequestHeader(protocol_version=version, batch_count=1)
-    message = RequestMessage(header=header,
-                             batch_items=(RequestBatchItem(operation=operation, payload=payload),))
-    response = decode_message(cluster.exchange(node, encode_message(message)))
-    assert isinstance(response, ResponseMessage)
-    return response.batch_items[0]
-
-
 def ok(cluster: Cluster, node: str, operation: Operation, payload: object,
-       version: ProtocolVersion = V2_1) -> Any:
-    answer = send(cluster, node, operation, payload, version)
+       version: tuple[int, int] = V2_1) -> Any:
+    answer = cluster.call(node, operation, payload, version)
     assert answer.result_status == ResultStatus.SUCCESS, answer.result_message
     return answer.payload
 
@@ -101,7 +81,8 @@ def test_archive_on_one_node_withholds_the_key_on_another_until_recovered(
     uid = new_active_key(cluster, one)
 
     ok(cluster, one, Operation.ARCHIVE, ArchiveRequestPayload(unique_identifier=uid))
-    withheld = send(cluster, other, Operation.GET, GetRequestPayload(unique_identifier=uid))
+    withheld = cluster.call(other, Operation.GET, GetRequestPayload(unique_identifier=uid),
+                            V2_1)
     assert withheld.result_reason == ResultReason.OBJECT_ARCHIVED
 
     ok(cluster, other, Operation.RECOVER, RecoverRequestPayload(unique_identifier=uid))
