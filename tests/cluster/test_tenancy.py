@@ -26,22 +26,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import kmip_requests
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from harness import Cluster, wait_for
+from harness import Cluster, read_message, wait_for
 from kmip.core import enums
 from kmip.pie import exceptions
 from kmip.pie.client import ProxyKmipClient
+from kmip_requests import aes_256, response
 
 from keyquorum.cluster.pki import create_ca
 from keyquorum.cluster.tenancy import OPERATION_FLAGS
-from keyquorum.kmip.attributes import Attribute, TemplateAttribute
+from keyquorum.kmip.attributes import Attribute
 from keyquorum.kmip.messages import (
-    RequestBatchItem,
-    RequestHeader,
     RequestMessage,
     ResponseMessage,
     decode_message,
@@ -50,17 +50,13 @@ from keyquorum.kmip.messages import (
 from keyquorum.kmip.operations import HANDLERS
 from keyquorum.kmip.payloads import (
     REQUEST_PAYLOADS,
-    CreateRequestPayload,
     DestroyRequestPayload,
     DiscoverVersionsRequestPayload,
     GetAttributesRequestPayload,
     GetRequestPayload,
-    ProtocolVersion,
 )
 from keyquorum.kmip.tables import (
     BatchErrorContinuationOption,
-    CryptographicAlgorithm,
-    ObjectType,
     Operation,
     ResultReason,
     ResultStatus,
@@ -79,7 +75,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def root_token(cluster: Cluster) -> str:
-    return (cluster.directory / "secrets" / "admin-token").read_text().strip()
+    return cluster.admin_token
 
 
 @pytest.fixture(scope="module")
@@ -145,24 +141,17 @@ def pykmip(cluster: Cluster, node_id: str, cert: Path, key: Path) -> ProxyKmipCl
                            key=str(key), ca=str(cluster.ca), config_file=os.devnull)
 
 
+def client_context(cluster: Cluster, credential: Credential) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(cluster.ca))
+    context.load_cert_chain(str(credential.cert), str(credential.key))
+    return context
+
+
 def exchange(cluster: Cluster, node_id: str, credential: Credential,
              message: RequestMessage) -> ResponseMessage:
     """One request on a new TLS connection with ``credential``; ConnectionError if refused."""
-    node = cluster.nodes[node_id]
-    context = ssl.create_default_context(cafile=str(cluster.ca))
-    context.load_cert_chain(str(credential.cert), str(credential.key))
-    with socket.create_connection((node.kmip_host, node.kmip_port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname=node.kmip_host) as tls:
-            tls.sendall(encode_message(message))
-            data = b""
-            while len(data) < 8 or len(data) < 8 + int.from_bytes(data[4:8], "big"):
-                chunk = tls.recv(65536)
-                if not chunk:
-                    raise ConnectionError("closed by the server")
-                data += chunk
-    response = decode_message(data)
-    assert isinstance(response, ResponseMessage)
-    return response
+    return response(cluster.exchange(node_id, encode_message(message), timeout=10,
+                                     tls_context=client_context(cluster, credential)))
 
 
 def refused(cluster: Cluster, node_id: str, credential: Credential) -> bool:
@@ -175,30 +164,15 @@ def refused(cluster: Cluster, node_id: str, credential: Credential) -> bool:
     return False
 
 
-V1_4 = ProtocolVersion(major=1, minor=4)
-
-
-def request(*items: tuple[Operation, object], version: ProtocolVersion = V1_4) -> RequestMessage:
-    header = RequestHeader(protocol_version=version,
-                           batch_count=len(items),
-                           batch_error_continuation_option=BatchErrorContinuationOption.CONTINUE)
-    return RequestMessage(header=header, batch_items=tuple(
-        RequestBatchItem(operation=operation, payload=payload) for operation, payload in items))
+def request(*items: tuple[Operation, object], version: tuple[int, int] = (1, 4)
+            ) -> RequestMessage:
+    """A batch that goes on past a refused item, so that every item is answered."""
+    return kmip_requests.request(*items, version=version,
+                                 option=BatchErrorContinuationOption.CONTINUE)
 
 
 def text_attribute(name: str, value: str) -> Attribute:
     return Attribute(name=name, value=Item(Tag.ATTRIBUTE_VALUE, ItemType.TEXT_STRING, value))
-
-
-def aes_payload() -> CreateRequestPayload:
-    def attribute(name: str, item_type: ItemType, value: object) -> Attribute:
-        return Attribute(name=name, value=Item(Tag.ATTRIBUTE_VALUE, item_type, value))
-
-    return CreateRequestPayload(object_type=ObjectType.SYMMETRIC_KEY, template_attribute=(
-        TemplateAttribute(attributes=(
-            attribute("Cryptographic Algorithm", ItemType.ENUMERATION, CryptographicAlgorithm.AES),
-            attribute("Cryptographic Length", ItemType.INTEGER, 256),
-            attribute("Cryptographic Usage Mask", ItemType.INTEGER, 12)))))
 
 
 # The flag test sends every operation the server implements (HANDLERS, so that an
@@ -208,7 +182,7 @@ def aes_payload() -> CreateRequestPayload:
 # allowed operation then succeeds does not matter here, only that its refusal is
 # never Permission Denied. The requests speak KMIP 2.1, where a key in the wrong
 # state answers Wrong Key Lifecycle State (1.x folds that into Permission Denied).
-V2_1 = ProtocolVersion(major=2, minor=1)
+V2_1 = (2, 1)
 IDENTIFIER_FIELDS = re.compile(r"(.*_)?unique_identifiers?")
 
 
@@ -264,7 +238,7 @@ def flag_scope(admin_client: httpx.Client, files: Path) -> tuple[str, Credential
 
 
 def new_key(cluster: Cluster, credential: Credential) -> str:
-    response = exchange(cluster, "node-1", credential, request((Operation.CREATE, aes_payload())))
+    response = exchange(cluster, "node-1", credential, request((Operation.CREATE, aes_256())))
     created = response.batch_items[0]
     assert created.result_status == ResultStatus.SUCCESS, created
     uid: str = created.payload.unique_identifier
@@ -343,7 +317,7 @@ def test_another_scopes_object_answers_exactly_like_a_missing_one(
 ) -> None:
     _, red = tenant(admin, files, {"operation_all": True})
     _, blue = tenant(admin, files, {"operation_all": True})
-    created = exchange(cluster, "node-1", red, request((Operation.CREATE, aes_payload())))
+    created = exchange(cluster, "node-1", red, request((Operation.CREATE, aes_256())))
     uid = created.batch_items[0].payload.unique_identifier
 
     def answers(target: str) -> list[tuple[object, object, object]]:
@@ -502,7 +476,7 @@ def test_an_imported_ca_maps_subject_fields_to_scope_and_role(
     mapped = corp_certificate("array-1", scope, "ops")
     wait_for(lambda: all(not refused(cluster, n, mapped) for n in cluster.nodes), 5,
              "every node to trust the imported CA")
-    created = exchange(cluster, "node-2", mapped, request((Operation.CREATE, aes_payload())))
+    created = exchange(cluster, "node-2", mapped, request((Operation.CREATE, aes_256())))
     uid = created.batch_items[0].payload.unique_identifier
 
     # The object landed in the mapped scope: the scope's own credential sees it.
@@ -533,7 +507,7 @@ def test_an_imported_ca_with_a_fixed_rule(
     def create_is_denied() -> bool:
         try:
             answer = exchange(cluster, "node-1", credential,
-                              request((Operation.CREATE, aes_payload())))
+                              request((Operation.CREATE, aes_256())))
         except (OSError, ssl.SSLError):
             return False
         return answer.batch_items[0].result_reason == ResultReason.PERMISSION_DENIED
@@ -627,7 +601,7 @@ def test_deleting_a_scope_with_objects_needs_force(
     cluster: Cluster, admin: httpx.Client, files: Path
 ) -> None:
     scope, credential = tenant(admin, files, {"operation_all": True})
-    exchange(cluster, "node-1", credential, request((Operation.CREATE, aes_payload())))
+    exchange(cluster, "node-1", credential, request((Operation.CREATE, aes_256())))
 
     refusal = admin.delete(f"/v1/kmip/scope/{scope}")
     assert refusal.status_code == 409 and "force" in refusal.json()["errors"][0]
@@ -685,25 +659,19 @@ def free_port() -> int:
 
 def tls_to(cluster: Cluster, port: int, credential: Credential) -> ssl.SSLSocket:
     """A TLS connection with ``credential`` to 127.0.0.1:``port``; OSError if refused."""
-    context = ssl.create_default_context(cafile=str(cluster.ca))
-    context.load_cert_chain(str(credential.cert), str(credential.key))
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+    return client_context(cluster, credential).wrap_socket(raw, server_hostname="127.0.0.1")
 
 
 def discovers(tls: ssl.SSLSocket) -> bool:
     """Whether Discover Versions on ``tls`` is answered successfully."""
     tls.sendall(encode_message(request(
         (Operation.DISCOVER_VERSIONS, DiscoverVersionsRequestPayload()))))
-    data = b""
-    while len(data) < 8 or len(data) < 8 + int.from_bytes(data[4:8], "big"):
-        chunk = tls.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
-    response = decode_message(data)
-    assert isinstance(response, ResponseMessage)
-    return response.batch_items[0].result_status == ResultStatus.SUCCESS
+    try:
+        data = read_message(tls)
+    except ConnectionError:
+        return False
+    return response(data).batch_items[0].result_status == ResultStatus.SUCCESS
 
 
 def serves_on(cluster: Cluster, port: int, credential: Credential) -> bool:
