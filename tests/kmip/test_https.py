@@ -18,12 +18,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from harness import Cluster, wait_for
+from kmip_requests import aes_256, request
 
-from keyquorum.kmip.attributes import Attribute, TemplateAttribute
 from keyquorum.kmip.conformance import HttpsTransport, run_case
 from keyquorum.kmip.messages import (
-    RequestBatchItem,
-    RequestHeader,
     RequestMessage,
     ResponseMessage,
     decode_message,
@@ -33,16 +31,13 @@ from keyquorum.kmip.messages import (
     encode_message_json,
     encode_message_xml,
 )
-from keyquorum.kmip.payloads import CreateRequestPayload, GetRequestPayload, ProtocolVersion
+from keyquorum.kmip.payloads import GetRequestPayload
 from keyquorum.kmip.tables import (
-    CryptographicAlgorithm,
     ObjectType,
     Operation,
     ResultReason,
     ResultStatus,
-    Tag,
 )
-from keyquorum.kmip.ttlv import Item, ItemType
 
 CASES = Path(__file__).resolve().parents[2].parent / "shared" / "conformance"
 
@@ -103,26 +98,9 @@ def send(cluster: Cluster, node_id: str, encoding: str, message: RequestMessage,
     return response
 
 
-def request(operation: Operation, payload: object) -> RequestMessage:
-    header = RequestHeader(protocol_version=ProtocolVersion(major=1, minor=4), batch_count=1)
-    return RequestMessage(header=header,
-                          batch_items=(RequestBatchItem(operation=operation, payload=payload),))
-
-
-def aes_256() -> CreateRequestPayload:
-    def attribute(name: str, item_type: ItemType, value: object) -> Attribute:
-        return Attribute(name=name, value=Item(Tag.ATTRIBUTE_VALUE, item_type, value))
-
-    return CreateRequestPayload(object_type=ObjectType.SYMMETRIC_KEY, template_attribute=(
-        TemplateAttribute(attributes=(
-            attribute("Cryptographic Algorithm", ItemType.ENUMERATION, CryptographicAlgorithm.AES),
-            attribute("Cryptographic Length", ItemType.INTEGER, 256),
-            attribute("Cryptographic Usage Mask", ItemType.INTEGER, 12)))))
-
-
 def create(cluster: Cluster, node_id: str, encoding: str,
            tls: ssl.SSLContext | None = None) -> str:
-    response = send(cluster, node_id, encoding, request(Operation.CREATE, aes_256()), tls)
+    response = send(cluster, node_id, encoding, request((Operation.CREATE, aes_256())), tls)
     item = response.batch_items[0]
     assert item.result_status == ResultStatus.SUCCESS, item.result_message
     uid: str = item.payload.unique_identifier
@@ -132,7 +110,7 @@ def create(cluster: Cluster, node_id: str, encoding: str,
 def get_item(cluster: Cluster, node_id: str, encoding: str, uid: str,
              tls: ssl.SSLContext | None = None) -> Any:
     response = send(cluster, node_id, encoding,
-                    request(Operation.GET, GetRequestPayload(unique_identifier=uid)), tls)
+                    request((Operation.GET, GetRequestPayload(unique_identifier=uid))), tls)
     return response.batch_items[0]
 
 
@@ -157,14 +135,14 @@ def test_a_key_created_over_https_is_read_on_the_binary_port(cluster: Cluster) -
 
 
 def test_a_client_without_a_certificate_is_refused(cluster: Cluster) -> None:
-    body = encode_message(request(Operation.GET, GetRequestPayload(unique_identifier="x")))
+    body = encode_message(request((Operation.GET, GetRequestPayload(unique_identifier="x"))))
 
     with pytest.raises((ssl.SSLError, ConnectionError)):
         post(cluster, "node-1", body, "application/octet-stream", tls=context(cluster))
 
 
 def test_another_scopes_object_is_item_not_found(cluster: Cluster, tmp_path: Path) -> None:
-    token = (cluster.directory / "secrets" / "admin-token").read_text().strip()
+    token = cluster.admin_token
     verify = ssl.create_default_context(cafile=str(cluster.ca))
     with httpx.Client(base_url=cluster.nodes["node-1"].api, verify=verify, timeout=20,
                       headers={"X-Keyquorum-Token": token}) as admin:
