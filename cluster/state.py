@@ -633,7 +633,10 @@ def _pool_key(item: Item) -> object | None:
         return None if None in inner else (item.tag, inner)
     if item.type not in SHAREABLE_TYPES:
         return None
-    return (item.tag, item.type, type(item.value), item.value)
+    # Plain ints: hashing an enumeration member runs Python code, and this runs for
+    # every attribute of every Create a node applies or replays.
+    value = item.value
+    return (item.tag, int(item.type), type(value), int(value))
 
 
 def _change(obj: ManagedObject, command: object) -> ManagedObject | Rejected:
