@@ -3,15 +3,20 @@
 `pki` writes one cluster CA and certificates for 127.0.0.1 once per test session:
 an RSA and an EC node certificate (an RSA one is needed for static-RSA suites such
 as vCenter's AES128-SHA256) and a client credential, all signed by that CA.
+
+`cluster` is a real 3-node cluster (tests/harness.py) shared by the tests of one
+module; a module that needs another kind (an HSM seal, a spare node) defines its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from harness import Cluster
 
 from keyquorum.cluster.pki import KeyType, create_ca, issue_certificate
 
@@ -68,3 +73,14 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiFiles:
         client_serial=client.serial,
         client_common_name="test-client",
     )
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    # Named for the module, so that its node logs are found beside its other files.
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    running = Cluster(tmp_path_factory.mktemp(module) / "cluster")
+    running.start()
+    yield running
+    running.stop()

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +46,6 @@ KEY = bytes(range(0x40, 0x60))  # 32 bytes we can search for
 SECRET = b"correct horse battery staple, 2024"
 PLAINTEXT = b"the plaintext nobody may read in the audit trail!"
 IV = bytes(range(16))
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("audit") / "cluster")
-    running.start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")

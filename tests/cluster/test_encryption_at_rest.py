@@ -16,7 +16,6 @@ import ssl
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,6 @@ from keyquorum.cluster.audit_state import AuditDevice
 SECRETS = {f"key-{n}": secrets.token_bytes(32) for n in range(3)}
 # A value a caller puts in a token's metadata; it may be as secret as the token's value.
 METADATA_SECRET = "metadata-" + secrets.token_hex(16)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("at-rest") / "cluster")
-    running.start()
-    yield running
-    running.stop()
 
 
 def unseal_key(cluster: Cluster) -> str:

@@ -13,7 +13,6 @@ import hashlib
 import secrets
 import ssl
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -49,14 +48,6 @@ from keyquorum.kmip.tables import (
     WrappingMethod,
 )
 from keyquorum.kmip.ttlv import Item, ItemType, decode_item
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("key-operations") / "cluster")
-    running.start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")

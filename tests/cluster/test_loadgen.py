@@ -8,7 +8,6 @@ their Result Reason, and a server that is not there is a clear error, not a hang
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,14 +25,6 @@ from keyquorum.kmip.loadgen import (
     parse_servers,
     run_load,
 )
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("loadgen") / "cluster")
-    running.start()
-    yield running
-    running.stop()
 
 
 def options(cluster: Cluster, **changes: object) -> LoadOptions:

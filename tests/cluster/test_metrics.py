@@ -11,22 +11,12 @@ import os
 import ssl
 import subprocess
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from harness import KEYQUORUM, Cluster
 from kmip.core import enums
 from kmip.pie import exceptions
 from prometheus_client.parser import text_string_to_metric_families
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("metrics") / "cluster")
-    running.start()
-    yield running
-    running.stop()
-
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -6,21 +6,12 @@ and our answers against someone else's reading of the specification.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from harness import Cluster
 from kmip.core import enums
 from kmip.pie import exceptions, objects
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("pykmip") / "cluster")
-    running.start()
-    yield running
-    running.stop()
 
 
 def test_health_names_one_leader_and_two_standbys(cluster: Cluster) -> None:

@@ -183,14 +183,6 @@ class Endpoint:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("notify") / "cluster")
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def endpoint(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
     ca = CertificateAuthority.load(cluster.ca, cluster.directory / "ca" / "ca.key")
     listening = Endpoint(ca, cluster.ca, tmp_path_factory.mktemp("endpoint"))

@@ -66,14 +66,6 @@ from keyquorum.kmip.ttlv import Item, ItemType
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("tenancy") / "cluster")
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def root_token(cluster: Cluster) -> str:
     return cluster.admin_token
 

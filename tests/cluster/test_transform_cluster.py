@@ -11,7 +11,6 @@ import base64
 import json
 import ssl
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -20,14 +19,6 @@ from click.testing import CliRunner, Result
 from harness import Cluster
 
 from keyquorum.cluster.cli import cli as keyquorum_cli
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("transform") / "cluster")
-    running.start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")

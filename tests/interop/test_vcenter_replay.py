@@ -8,11 +8,9 @@ Create; the replay substitutes the identifiers this cluster returned.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from harness import Cluster
 
 from keyquorum.kmip import (
@@ -33,14 +31,6 @@ CAPTURE = (Path(__file__).resolve().parents[2].parent / "shared" / "interop"
 def capture() -> list[tuple[str, bytes]]:
     lines = CAPTURE.read_text().splitlines()
     return [(op, bytes.fromhex(h)) for op, h in (ln.split() for ln in lines if ln[:1] != "#")]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("vcenter") / "cluster")
-    running.start()
-    yield running
-    running.stop()
 
 
 def with_identifiers(data: bytes, identifiers: dict[str, str]) -> bytes:

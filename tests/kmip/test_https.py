@@ -10,7 +10,6 @@ import http.client
 import json
 import ssl
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,14 +46,6 @@ ENCODINGS = {
     "json": ("application/json", lambda m: encode_message_json(m).encode(),
              decode_message_json),
 }
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("https") / "cluster")
-    running.start()
-    yield running
-    running.stop()
 
 
 def https_address(cluster: Cluster, node_id: str) -> tuple[str, int]:

@@ -6,7 +6,6 @@ Raft log (forwarded to the leader, applied everywhere), not into one node's memo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,14 +37,6 @@ from keyquorum.kmip.ttlv import Item, ItemType
 
 V1_4 = (1, 4)
 V2_1 = (2, 1)
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("lifecycle") / "cluster")
-    running.start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")
