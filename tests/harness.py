@@ -223,6 +223,19 @@ class Cluster:
         return subprocess.run([*KEYQUORUM, "operator", *args], env=env, capture_output=True,
                               text=True, timeout=60)
 
+    def register_aes(self, keys: dict[str, bytes]) -> dict[str, str]:
+        """AES-256 keys of known bytes registered under their names through the leader,
+        by PyKMIP; their Unique Identifiers by name."""
+        from kmip.core import enums
+        from kmip.pie import objects
+
+        uids = {}
+        with self.pykmip(self.leader()) as client:
+            for name, material in keys.items():
+                uids[name] = client.register(objects.SymmetricKey(
+                    enums.CryptographicAlgorithm.AES, 256, material, name=name))
+        return uids
+
     @contextmanager
     def pykmip(self, node_id: str) -> Iterator[Any]:
         """PyKMIP's client, an independent KMIP implementation, connected to a node."""

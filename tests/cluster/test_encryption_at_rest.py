@@ -59,16 +59,6 @@ def operator(cluster: Cluster, node_id: str, *args: str) -> subprocess.Completed
     return cluster.operator(node_id, *args, token=cluster.admin_token)
 
 
-def register_known_keys(cluster: Cluster) -> dict[str, str]:
-    uids = {}
-    with cluster.pykmip(cluster.leader()) as client:
-        for name, material in SECRETS.items():
-            key = objects.SymmetricKey(enums.CryptographicAlgorithm.AES, 256, material,
-                                       name=name)
-            uids[name] = client.register(key)
-    return uids
-
-
 def forms(material: bytes) -> list[bytes]:
     """The key bytes as a file could hold them: raw, hex either case, base64."""
     return [material, material.hex().encode(), material.hex().upper().encode(),
@@ -147,7 +137,7 @@ def sealed_secrets_in_state(cluster: Cluster) -> tuple[str, str]:
 def test_no_file_holds_the_key_bytes_after_compaction_and_a_snapshot(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    uids = register_known_keys(cluster)
+    uids = cluster.register_aes(SECRETS)
     audit_hash, _ = sealed_secrets_in_state(cluster)
 
     # A follower restarted to compact every second writes its whole state to a dump.
@@ -211,7 +201,7 @@ def test_no_file_holds_the_key_bytes_after_compaction_and_a_snapshot(
 
 
 def test_a_sealed_node_serves_no_kmip_and_reports_503_until_unsealed(cluster: Cluster) -> None:
-    uids = register_known_keys(cluster)
+    uids = cluster.register_aes(SECRETS)
     node = cluster.followers(cluster.leader())[-1]
 
     sealed = operator(cluster, node, "seal")
@@ -251,7 +241,7 @@ def test_seal_endpoints_need_a_root_token(cluster: Cluster) -> None:
 
 
 def test_rotation_keeps_old_objects_readable_on_every_node(cluster: Cluster) -> None:
-    before = register_known_keys(cluster)
+    before = cluster.register_aes(SECRETS)
     versions = {api(cluster, n, "GET", "/v1/sys/seal-status")[1]["keyring_version"]
                 for n in cluster.nodes}
     assert len(versions) == 1
@@ -287,7 +277,7 @@ def read_back(node: Any, saving: Cluster, uid: str) -> bool:
 def test_a_snapshot_restores_onto_a_fresh_cluster_with_the_saving_clusters_keys(
     cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    uids = register_known_keys(cluster)
+    uids = cluster.register_aes(SECRETS)
     snapshot = tmp_path_factory.mktemp("snap") / "a.snap"
     assert operator(cluster, cluster.leader(), "snapshot", "save", str(snapshot)).returncode == 0
 

@@ -16,8 +16,6 @@ from collections.abc import Iterator
 
 import pytest
 from harness import Cluster, wait_for
-from kmip.core import enums
-from kmip.pie import objects
 from softhsm import LIBRARY, make_token
 
 from keyquorum.cluster.dev import DevOptions, prepare_cluster
@@ -72,13 +70,7 @@ def reads_back(cluster: Cluster, node_id: str, uids: dict[str, str]) -> bool:
 
 @pytest.fixture(scope="module")
 def registered(cluster: Cluster) -> dict[str, str]:
-    uids = {}
-    with cluster.pykmip(cluster.leader()) as client:
-        for name, material in SECRETS.items():
-            key = objects.SymmetricKey(enums.CryptographicAlgorithm.AES, 256, material,
-                                       name=name)
-            uids[name] = client.register(key)
-    return uids
+    return cluster.register_aes(SECRETS)
 
 
 def test_the_nodes_initialized_the_barrier_through_the_hsm(cluster: Cluster) -> None:
