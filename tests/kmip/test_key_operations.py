@@ -425,16 +425,26 @@ def secret_data(service: KmipService, value: bytes, usage: int) -> str:
     return str(registered.unique_identifier)
 
 
-def derive(service: KmipService, base: str, method: int, parameters: DerivationParameters,
-           bits: int = 256, object_type: int = ObjectType.SYMMETRIC_KEY) -> str:
+def derive_request(service: KmipService, base: str, method: int,
+                   parameters: DerivationParameters, bits: int = 256,
+                   object_type: int = ObjectType.SYMMETRIC_KEY,
+                   version: tuple[int, int] = (1, 4)) -> ResponseBatchItem:
+    """Derive Key of a ``bits``-bit object (an AES key if symmetric), whatever its outcome."""
     wanted = [attr("Cryptographic Length", ItemType.INTEGER, bits)]
     if object_type == ObjectType.SYMMETRIC_KEY:
         wanted.append(attr("Cryptographic Algorithm", ItemType.ENUMERATION,
                            CryptographicAlgorithm.AES))
-    return str(one(service, Operation.DERIVE_KEY, DeriveKeyRequestPayload(
+    return send(service, (Operation.DERIVE_KEY, DeriveKeyRequestPayload(
         object_type=object_type, unique_identifiers=(base,), derivation_method=method,
         derivation_parameters=parameters, template_attribute=template(*wanted),
-    )).unique_identifier)
+    )), version=version)[0]
+
+
+def derive(service: KmipService, base: str, method: int, parameters: DerivationParameters,
+           bits: int = 256, object_type: int = ObjectType.SYMMETRIC_KEY) -> str:
+    answer = derive_request(service, base, method, parameters, bits, object_type)
+    assert answer.result_status == ResultStatus.SUCCESS, answer.result_message
+    return str(answer.payload.unique_identifier)
 
 
 SHA256 = CryptographicParameters(hashing_algorithm=HashingAlgorithm.SHA_256)
@@ -492,22 +502,13 @@ def test_hash_encrypt_and_nist800_108_counter_mode(service: KmipService) -> None
 
 def test_derive_key_refuses_what_the_base_does_not_allow(service: KmipService) -> None:
     no_derive = aes_key(service, CIPHER)
-    answer = send(service, (Operation.DERIVE_KEY, DeriveKeyRequestPayload(
-        object_type=ObjectType.SYMMETRIC_KEY, unique_identifiers=(no_derive,),
-        derivation_method=DerivationMethod.HKDF, derivation_parameters=DerivationParameters(),
-        template_attribute=template(attr("Cryptographic Length", ItemType.INTEGER, 128),
-                                    attr("Cryptographic Algorithm", ItemType.ENUMERATION,
-                                         CryptographicAlgorithm.AES)))), version=(2, 1))[0]
+    answer = derive_request(service, no_derive, DerivationMethod.HKDF, DerivationParameters(),
+                            bits=128, version=(2, 1))
     assert answer.result_reason == ResultReason.INCOMPATIBLE_CRYPTOGRAPHIC_USAGE_MASK
 
     base = aes_key(service, DERIVE)
-    answer = send(service, (Operation.DERIVE_KEY, DeriveKeyRequestPayload(
-        object_type=ObjectType.SYMMETRIC_KEY, unique_identifiers=(base,),
-        derivation_method=DerivationMethod.PBKDF2, derivation_parameters=DerivationParameters(
-            salt=b"s", iteration_count=10**9),
-        template_attribute=template(attr("Cryptographic Length", ItemType.INTEGER, 128),
-                                    attr("Cryptographic Algorithm", ItemType.ENUMERATION,
-                                         CryptographicAlgorithm.AES)))))[0]
+    answer = derive_request(service, base, DerivationMethod.PBKDF2, DerivationParameters(
+        salt=b"s", iteration_count=10**9), bits=128)
     assert answer.result_reason == ResultReason.INVALID_FIELD
     assert "Iteration Count" in (answer.result_message or "")
 
@@ -818,11 +819,7 @@ def test_create_from_sources_refuses_whole_what_it_cannot_apply() -> None:
 
 def test_a_derived_aes_key_has_an_aes_length(service: KmipService) -> None:
     base = aes_key(service, DERIVE)
-    answer = send(service, (Operation.DERIVE_KEY, DeriveKeyRequestPayload(
-        object_type=ObjectType.SYMMETRIC_KEY, unique_identifiers=(base,),
-        derivation_method=DerivationMethod.HKDF, derivation_parameters=DerivationParameters(),
-        template_attribute=template(attr("Cryptographic Length", ItemType.INTEGER, 136),
-                                    attr("Cryptographic Algorithm", ItemType.ENUMERATION,
-                                         CryptographicAlgorithm.AES)))))[0]
+    answer = derive_request(service, base, DerivationMethod.HKDF, DerivationParameters(),
+                            bits=136)
     assert answer.result_reason == ResultReason.INVALID_FIELD
     assert answer.result_message == "an AES key is 128, 192 or 256 bits"
