@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kmip_inprocess import CLIENT
+from kmip_requests import request
 
 from keyquorum.kmip.errors import KmipError
 from keyquorum.kmip.frontend import ClientIdentity
 from keyquorum.kmip.https import Encoding, HttpAnswer, KmipOverHttp, encoding_of
 from keyquorum.kmip.limits import Limits
 from keyquorum.kmip.messages import (
-    RequestBatchItem,
-    RequestHeader,
     RequestMessage,
     ResponseBatchItem,
     ResponseHeader,
@@ -34,8 +34,6 @@ from keyquorum.kmip.messages import (
 from keyquorum.kmip.payloads import ProtocolVersion, QueryRequestPayload
 from keyquorum.kmip.tables import Operation, ResultReason, ResultStatus
 
-CLIENT = ClientIdentity(address="127.0.0.1:1", certificate_serial=1, common_name="test",
-                        certificate_der=b"")
 V14 = ProtocolVersion(major=1, minor=4)
 
 
@@ -62,8 +60,7 @@ def response(item: ResponseBatchItem) -> ResponseMessage:
     return ResponseMessage(header=header, batch_items=(item,))
 
 
-QUERY = RequestMessage(header=RequestHeader(protocol_version=V14, batch_count=1), batch_items=(
-    RequestBatchItem(operation=Operation.QUERY, payload=QueryRequestPayload()),))
+QUERY = request((Operation.QUERY, QueryRequestPayload()))
 BODIES = {
     Encoding.TTLV: encode_message(QUERY),
     Encoding.XML: encode_message_xml(QUERY).encode(),
