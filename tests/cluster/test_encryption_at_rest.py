@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from disk_search import files_under, forms, read_if_present
 from harness import Cluster, wait_for
 from kmip.core import enums
 from kmip.pie import exceptions, objects
@@ -57,28 +58,6 @@ def api(cluster: Cluster, node_id: str, method: str, path: str,
 
 def operator(cluster: Cluster, node_id: str, *args: str) -> subprocess.CompletedProcess[str]:
     return cluster.operator(node_id, *args, token=cluster.admin_token)
-
-
-def forms(material: bytes) -> list[bytes]:
-    """The key bytes as a file could hold them: raw, hex either case, base64."""
-    return [material, material.hex().encode(), material.hex().upper().encode(),
-            base64.b64encode(material), base64.urlsafe_b64encode(material)]
-
-
-def files_under(*roots: Path) -> list[Path]:
-    found = []
-    for root in roots:
-        found += [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
-    return found
-
-
-def read_if_present(path: Path) -> bytes:
-    """A file's bytes; nothing for a dump renamed into place since it was listed (its
-    content is then in raft.dump, which is read too)."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return b""
 
 
 def compact_often(config: Path) -> None:

@@ -9,12 +9,12 @@ each must unseal itself, with no operator, and serve keys registered before.
 
 from __future__ import annotations
 
-import base64
 import re
 import secrets
 from collections.abc import Iterator
 
 import pytest
+from disk_search import files_under, forms, read_if_present
 from harness import Cluster, wait_for
 from softhsm import LIBRARY, make_token
 
@@ -104,17 +104,13 @@ def test_no_file_holds_the_key_bytes_under_the_hsm_seal(
                          dump.read_bytes() for dump in dumps),
              60, "a dump holding the registered objects")
 
-    files = [path for path in cluster.directory.parent.rglob("*") if path.is_file()]
+    files = files_under(cluster.directory.parent)
     assert any(path.name == "raft.journal" for path in files)
     for path in files:
-        try:
-            content = path.read_bytes()
-        except FileNotFoundError:
-            # A dump being written (compaction runs every second): renamed to raft.dump.
-            continue
+        # A dump being written (compaction runs every second) is renamed to raft.dump.
+        content = read_if_present(path)
         for name, material in SECRETS.items():
-            for form in (material, material.hex().encode(), material.hex().upper().encode(),
-                         base64.b64encode(material), base64.urlsafe_b64encode(material)):
+            for form in forms(material):
                 assert form not in content, f"{name} found in {path}"
 
 
