@@ -50,7 +50,7 @@ IV = bytes(range(16))
 
 @pytest.fixture(scope="module")
 def root_token(cluster: Cluster) -> str:
-    return (cluster.directory / "secrets" / "admin-token").read_text().strip()
+    return cluster.admin_token
 
 
 def api(cluster: Cluster, token: str, node_id: str = "node-1") -> httpx.Client:

@@ -192,7 +192,7 @@ def endpoint(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def admin(cluster: Cluster) -> Iterator[httpx.Client]:
-    token = (cluster.directory / "secrets" / "admin-token").read_text().strip()
+    token = cluster.admin_token
     verify = ssl.create_default_context(cafile=str(cluster.ca))
     with httpx.Client(base_url=cluster.nodes["node-1"].api, verify=verify, timeout=20,
                       headers={"X-Keyquorum-Token": token}) as client:

@@ -23,7 +23,7 @@ from keyquorum.cluster.cli import cli as keyquorum_cli
 
 @pytest.fixture(scope="module")
 def root_token(cluster: Cluster) -> str:
-    return (cluster.directory / "secrets" / "admin-token").read_text().strip()
+    return cluster.admin_token
 
 
 def api(cluster: Cluster, token: str, node_id: str) -> httpx.Client:
