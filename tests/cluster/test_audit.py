@@ -28,17 +28,15 @@ import pytest
 from harness import Cluster, wait_for
 from kmip.core import enums
 from kmip.pie import exceptions, objects
+from kmip_requests import request
 
 from keyquorum.kmip.messages import (
-    RequestBatchItem,
-    RequestHeader,
     RequestMessage,
     ResponseMessage,
     decode_message,
     encode_message,
 )
 from keyquorum.kmip.operations import HANDLERS
-from keyquorum.kmip.payloads import ProtocolVersion
 from keyquorum.kmip.tables import BatchErrorContinuationOption
 
 KEYQUORUM = [sys.executable, "-m", "keyquorum.cluster.cli"]
@@ -119,11 +117,8 @@ def test_a_device_enabled_on_one_node_is_listed_and_written_on_every_node(
 def every_operation_batch() -> RequestMessage:
     # An item per implemented operation, without its payload: each is refused as an
     # Invalid Field, after its request was recorded.
-    items = tuple(RequestBatchItem(operation=operation) for operation in sorted(HANDLERS))
-    header = RequestHeader(protocol_version=ProtocolVersion(major=1, minor=4),
-                           batch_count=len(items),
-                           batch_error_continuation_option=BatchErrorContinuationOption.CONTINUE)
-    return RequestMessage(header=header, batch_items=items)
+    return request(*((operation, None) for operation in sorted(HANDLERS)),
+                   option=BatchErrorContinuationOption.CONTINUE)
 
 
 def test_every_operation_is_recorded_with_who_what_and_outcome_and_no_secret(
