@@ -29,14 +29,6 @@ HEADER_BLUE = (0x1F, 0x3A, 0x5F)  # cluster/web/style.css
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("webui") / "cluster")
-    running.start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if chromium is None or driver is None:
@@ -54,17 +46,12 @@ def browser() -> Iterator[webdriver.Chrome]:
     running.quit()
 
 
-def admin_token(cluster: Cluster) -> str:
-    token: str = json.loads((cluster.directory / "cluster.json").read_text())["admin_token"]
-    return token
-
-
 def call(cluster: Cluster, path: str, body: dict[str, Any] | None = None,
          token: str | None = None) -> Any:
     node = next(iter(cluster.nodes.values()))
     request = urllib.request.Request(
         node.api + path, data=None if body is None else json.dumps(body).encode(),
-        headers={"X-Keyquorum-Token": token or admin_token(cluster),
+        headers={"X-Keyquorum-Token": token or cluster.admin_token,
                  "Content-Type": "application/json"})
     context = ssl.create_default_context(cafile=str(cluster.ca))
     with urllib.request.urlopen(request, context=context, timeout=15) as response:
@@ -127,7 +114,7 @@ def test_tenancy_replication_and_audit_with_a_token(cluster: Cluster, browser: w
                                                    tmp_path: Path) -> None:
     api = next(iter(cluster.nodes.values())).api
     browser.get(f"{api}/ui#cluster")
-    use_token(browser, admin_token(cluster))
+    use_token(browser, cluster.admin_token)
 
     text = open_page(browser, api, "tenancy")
     check_screenshot(browser, tmp_path / "tenancy.png")
@@ -202,7 +189,7 @@ def test_audit_page_shows_the_latest_records_of_a_file_device(
             client.create(enums.CryptographicAlgorithm.AES, 256, name="audited-from-ui-test")
         browser.get(f"{api}/ui#cluster")
         use_token(browser, None)
-        use_token(browser, admin_token(cluster))
+        use_token(browser, cluster.admin_token)
 
         text = open_page(browser, api, "audit")
 
@@ -212,6 +199,6 @@ def test_audit_page_shows_the_latest_records_of_a_file_device(
     finally:
         node = cluster.nodes[node_id]
         request = urllib.request.Request(node.api + "/v1/sys/audit/trail-file", method="DELETE",
-                                         headers={"X-Keyquorum-Token": admin_token(cluster)})
+                                         headers={"X-Keyquorum-Token": cluster.admin_token})
         context = ssl.create_default_context(cafile=str(cluster.ca))
         urllib.request.urlopen(request, context=context, timeout=15).close()

@@ -14,7 +14,6 @@ keys got wrapped under a key the batch created.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,14 +41,6 @@ CASES = [
     "kmip-2.1/mandatory/PKCS11-M-1-21.xml",
     "kmip-1.4/mandatory/AX-M-2-14.xml",
 ]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(tmp_path_factory.mktemp("conformance") / "cluster")
-    running.start()
-    yield running
-    running.stop()
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: Path(case).stem)
