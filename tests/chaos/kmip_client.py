@@ -14,11 +14,10 @@ import ssl
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from kmip_requests import request
+
 from keyquorum.kmip.attributes import Attribute, TemplateAttribute
 from keyquorum.kmip.messages import (
-    RequestBatchItem,
-    RequestHeader,
-    RequestMessage,
     ResponseBatchItem,
     ResponseMessage,
     decode_message,
@@ -33,7 +32,6 @@ from keyquorum.kmip.payloads import (
     GetAttributesRequestPayload,
     GetRequestPayload,
     LocateRequestPayload,
-    ProtocolVersion,
     RegisterRequestPayload,
     RevocationReason,
     RevokeRequestPayload,
@@ -90,8 +88,8 @@ class KmipSession:
             self._tls.close()
             self._tls = None
 
-    def call(self, operation: Operation, payload: object) -> ResponseBatchItem:
-        """One request; OSError (timeouts included) when no whole answer came."""
+    def _connected(self) -> ssl.SSLSocket:
+        """The session's connection, opened now if it has none."""
         if self._tls is None:
             raw = socket.create_connection((self.address, 5696), timeout=self.timeout)
             try:
@@ -99,9 +97,14 @@ class KmipSession:
             except BaseException:
                 raw.close()
                 raise
+        return self._tls
+
+    def call(self, operation: Operation, payload: object) -> ResponseBatchItem:
+        """One request; OSError (timeouts included) when no whole answer came."""
+        tls = self._connected()
         try:
-            self._tls.sendall(encode_message(_request(operation, payload)))
-            response = decode_message(_read_message(self._tls))
+            tls.sendall(encode_message(request((operation, payload))))
+            response = decode_message(_read_message(tls))
         except BaseException:
             self.close()
             raise
@@ -112,16 +115,9 @@ class KmipSession:
         """Several operations in one request message: one read barrier serves them all."""
         if not items:
             return []
-        if self._tls is None:
-            raw = socket.create_connection((self.address, 5696), timeout=self.timeout)
-            self._tls = self.context.wrap_socket(raw, server_hostname=self.address)
-        header = RequestHeader(protocol_version=ProtocolVersion(major=1, minor=4),
-                               batch_count=len(items))
-        message = RequestMessage(header=header, batch_items=tuple(
-            RequestBatchItem(operation=operation, payload=payload)
-            for operation, payload in items))
-        self._tls.sendall(encode_message(message))
-        response = decode_message(_read_message(self._tls))
+        tls = self._connected()
+        tls.sendall(encode_message(request(*items)))
+        response = decode_message(_read_message(tls))
         assert isinstance(response, ResponseMessage)
         return list(response.batch_items)
 
@@ -253,12 +249,6 @@ def _failure_word(item: ResponseBatchItem) -> str:
              ResultReason.GENERAL_FAILURE: "unavailable"}
     reason = item.result_reason
     return words.get(reason, f"error:{reason}")  # type: ignore[call-overload]
-
-
-def _request(operation: Operation, payload: object) -> RequestMessage:
-    header = RequestHeader(protocol_version=ProtocolVersion(major=1, minor=4), batch_count=1)
-    return RequestMessage(header=header, batch_items=(
-        RequestBatchItem(operation=operation, payload=payload),))
 
 
 def _name(name: str) -> Attribute:
