@@ -10,7 +10,8 @@ is one of:
 
 Each kind also runs on uvloop's event loop as <kind>-uvloop (the client keeps asyncio's),
 and --repeats takes turns over the kinds, so that both loops see the same machine.
-frontend-uvloop fails for now: KmipFrontend asserts asyncio's own Transport class.
+frontend-uvloop fails for now: KmipFrontend asserts asyncio's own Transport class, and
+with that relaxed its TLS handshakes under uvloop end in a reset (docs/performance.md).
 
 Usage: python bench/frontend_bench.py [frontend|streams|echo[-uvloop] ...] [--seconds N]
        [--repeats N]
