@@ -147,9 +147,13 @@ def test_list_peers_and_membership_commands(cluster: Cluster) -> None:
     assert sorted(row[2] for row in rows) == ["follower", "follower", "leader"]
 
     # Membership changes take a root token (tests/cluster/test_membership.py makes them).
-    refused = keyquorum("operator", "raft", "join", "127.0.0.1:7000", "--addr", node.api,
-                        "--cacert", str(cluster.ca), env={"KEYQUORUM_TOKEN": ""})
+    refused = keyquorum("operator", "raft", "remove-peer", "127.0.0.1:7000", "--addr",
+                        node.api, "--cacert", str(cluster.ca), env={"KEYQUORUM_TOKEN": ""})
     assert refused.returncode == 2 and "root token" in refused.stderr
+    # A join first checks that the joining node is the one named.
+    mistaken = keyquorum("operator", "raft", "join", "127.0.0.1:7000", "--addr", node.api,
+                         "--node-addr", node.api, "--cacert", str(cluster.ca))
+    assert mistaken.returncode == 2 and "not 127.0.0.1:7000" in mistaken.stderr
     assert keyquorum("operator", "raft", "remove-peer").returncode == 2  # no address
 
 
