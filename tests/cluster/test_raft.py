@@ -13,17 +13,19 @@ import logging
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pysyncobj.poller import createPoller
 
+from keyquorum.cluster import raft_tick
 from keyquorum.cluster.raft import (
     CommandRejectedError,
     NoQuorumError,
@@ -33,6 +35,7 @@ from keyquorum.cluster.raft import (
 )
 from keyquorum.cluster.raft_cipher import TransportCipher
 from keyquorum.cluster.raft_journal import DurableJournal
+from keyquorum.cluster.raft_tick import TickPacer, Wakeup
 from keyquorum.cluster.raft_transport import (
     CLAIMS_NOTHING_DURABLE,
     DurableTransport,
@@ -198,17 +201,58 @@ def run_load(node: NodeProcess, writers: int, count: int, prefix: str) -> dict[s
 # -- hazard 1: the tick sets the latency -----------------------------------------------------
 
 
-def test_commit_latency_is_a_few_ticks_not_pysyncobj_default(make_cluster: Any) -> None:
-    cluster = make_cluster()
-    leader = cluster.leader()
-    follower = cluster.followers()[0]
+def test_a_submit_cuts_the_tick_threads_poll_short() -> None:
+    # A command queued from the asyncio side must not wait out the poll: pysyncobj's own
+    # tick made each write wait 50-150 ms. The timeout is long enough that a missing wake
+    # shows as a poll that returned without having drained the pipe.
+    poller = createPoller("auto")
+    wakeup = Wakeup()
+    try:
+        wakeup.subscribe(poller)
+        wakeup.wake()
+        wakeup.wake()
 
-    through_leader = [leader.submit(["set", "k", i], f"l{i}")["seconds"] for i in range(60)]
-    through_follower = [follower.submit(["set", "k", i], f"f{i}")["seconds"] for i in range(60)]
+        poller.poll(30.0)
+        assert wakeup.woken
 
-    # pysyncobj's default tick made each write wait 50-150 ms.
-    assert statistics.median(through_leader) < 0.025
-    assert statistics.median(through_follower) < 0.040
+        wakeup.woken = False
+        wakeup.wake()  # after a drain, the next wake writes again
+        poller.poll(30.0)
+        assert wakeup.woken
+    finally:
+        wakeup.close()
+
+
+def test_tick_is_fast_while_there_is_work_and_slows_when_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(raft_tick.time, "monotonic", lambda: clock[0])
+    conf = SimpleNamespace(autoTickPeriod=0.1, appendEntriesPeriod=0.1)
+    work = [True]
+    switched_to_fast: list[bool] = []
+    pacer = TickPacer(
+        conf, fast_seconds=0.002, idle_seconds=0.05, linger_seconds=0.2,
+        has_work=lambda: work[0], on_fast=lambda: switched_to_fast.append(True),
+    )
+    assert (conf.autoTickPeriod, conf.appendEntriesPeriod) == (0.002, 0.002)
+    pacer.on_tick()
+
+    # No work: fast for the linger, then idle.
+    work[0] = False
+    clock[0] += 0.1
+    pacer.on_tick()
+    assert conf.autoTickPeriod == 0.002
+    clock[0] += 0.2
+    pacer.on_tick()
+    assert (conf.autoTickPeriod, conf.appendEntriesPeriod) == (0.05, 0.05)
+    assert switched_to_fast == []
+
+    # Work again: fast at once, and the first append goes out without waiting a period.
+    work[0] = True
+    pacer.on_tick()
+    assert (conf.autoTickPeriod, conf.appendEntriesPeriod) == (0.002, 0.002)
+    assert switched_to_fast == [True]
 
 
 # -- reads: ReadIndex instead of a log entry per read (keyquorum.cluster.raft_read) ----------
