@@ -8,6 +8,12 @@ and role that exist. Anything else is refused at the handshake
 (``KmipFrontend(known=...)``) and, should it change while a connection is open, at
 its next request (``KmipService(grant_of=...)``).
 
+A node answers from its own copy of the state, which may trail the cluster: just
+restarted and replaying its log, or a follower that has not yet applied a credential
+generated through another node a moment ago. Before it refuses a certificate it does
+not know, ``admits`` catches up with the leader (a read barrier) and looks again; a
+node that cannot reach a quorum refuses, failing closed.
+
 Serials are only unique per issuer, so a credential is matched by serial *and* by
 its signature from the cluster CA: a certificate from the node config's CA that
 happens to carry a credential's serial gets nothing. Which CA signed a certificate
@@ -20,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 
 from cryptography import x509
@@ -52,13 +59,30 @@ _CLUSTER = "cluster"
 class KmipAccess:
     """Maps client certificates to grants from the node's copy of the tenancy state."""
 
-    def __init__(self, tenancy: TenancyState) -> None:
+    def __init__(
+        self, tenancy: TenancyState, catch_up: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._tenancy = tenancy
+        # Waits until this node applied what the cluster had committed; raises if it can't.
+        self._catch_up = catch_up
         self._issuers: OrderedDict[str, str | None] = OrderedDict()
         self._generation = -1
 
     def known(self, identity: ClientIdentity) -> bool:
         return self.grant(identity) is not None
+
+    async def admits(self, identity: ClientIdentity) -> bool:
+        """Whether the handshake may go on: known here, or known once caught up."""
+        if self.known(identity):
+            return True
+        if self._catch_up is None:
+            return False
+        try:
+            await self._catch_up()
+        except Exception as error:
+            log.info("catch_up_failed reason=%s", type(error).__name__)
+            return False
+        return self.known(identity)
 
     def grant(self, identity: ClientIdentity) -> Grant | None:
         certificate = _load(identity.certificate_der)

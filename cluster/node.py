@@ -193,7 +193,7 @@ async def _serve(config: NodeConfig) -> int:
 
     # Then the KMIP listener and the admin API.
     limits = Limits(max_message_size=config.kmip.max_message_size)
-    access = KmipAccess(state.tenancy)
+    access = KmipAccess(state.tenancy, catch_up=replicated.read_barrier)
     kmip_backend = ClusterBackend(replicated, state.keys, seal)
     kmip_backend.routing = replication.routing
     # Audit: this node's copy of every enabled device (cluster/audit.py).
@@ -215,7 +215,7 @@ async def _serve(config: NodeConfig) -> int:
         kmip_context,
         service,
         revoked=state.tenancy.is_revoked,
-        known=access.known,
+        known=access.admits,
     )
     # KMIP over HTTPS, when configured: the same context, service and admission checks.
     https = None
@@ -224,7 +224,7 @@ async def _serve(config: NodeConfig) -> int:
             HttpsConfig(host=config.kmip.https_listen.host, port=config.kmip.https_listen.port,
                         idle_timeout=config.kmip.idle_timeout_seconds,
                         max_connections=config.kmip.max_connections, limits=limits),
-            kmip_context, service, revoked=state.tenancy.is_revoked, known=access.known)
+            kmip_context, service, revoked=state.tenancy.is_revoked, known=access.admits)
     # Notify and Put to the clients' registered endpoints, from the leader only.
     notifier = Notifier(
         state.notify, kmip_backend,

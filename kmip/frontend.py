@@ -45,7 +45,7 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -160,6 +160,11 @@ def client_identity(address: str, certificate_der: bytes) -> ClientIdentity:
     )
 
 
+async def admit_everyone(identity: ClientIdentity) -> bool:
+    """The default admission check: any certificate the CA signed gets in."""
+    return True
+
+
 def _format_address(peername: object) -> str:
     if isinstance(peername, tuple) and len(peername) >= 2:
         host, port = peername[0], peername[1]
@@ -176,14 +181,15 @@ class KmipFrontend:
         ssl_context: ssl.SSLContext,
         handler: RequestHandler,
         revoked: Callable[[int], bool] = lambda serial: False,
-        known: Callable[[ClientIdentity], bool] = lambda identity: True,
+        known: Callable[[ClientIdentity], Awaitable[bool]] = admit_everyone,
     ) -> None:
         self.config = config
         self._ssl_context = ssl_context
         self._handler = handler
         self._revoked = revoked
         # Whether a verified certificate is one the node has a credential (or an
-        # imported CA's rule) for; a certificate the CA signed is not enough.
+        # imported CA's rule) for; a certificate the CA signed is not enough. It may
+        # wait for the node to catch up with its cluster before it says no.
         self._known = known
         # One listening server per bound address, in the order they were asked for.
         self._servers: list[tuple[Address, asyncio.Server]] = []
@@ -414,7 +420,7 @@ class _Connection(asyncio.Protocol):
             return
 
         # Phase 3: open, until the client leaves or we close.
-        if self._open(transport):
+        if await self._open(transport):
             try:
                 await self._serve(transport)
             except Exception as error:
@@ -427,21 +433,22 @@ class _Connection(asyncio.Protocol):
                 )
                 self.abort("internal_error")
 
-    def _open(self, transport: asyncio.Transport) -> bool:
+    async def _open(self, transport: asyncio.Transport) -> bool:
         self._transport = transport
         frontend = self._frontend
 
-        # Who is it? OpenSSL has verified the chain; we read the fields and ask
-        # whether the serial has been revoked since it was issued. Any failure here
-        # refuses the client: fail closed.
+        # Who is it? OpenSSL has verified the chain; we read the fields, ask whether
+        # the node knows the certificate (which may wait for it to catch up with its
+        # cluster), then whether the serial has been revoked since it was issued. Any
+        # failure here refuses the client: fail closed.
         try:
             ssl_object = transport.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
             if not der:
                 raise ValueError("no peer certificate")
             identity = client_identity(self.address, der)
+            is_known = await frontend._known(identity)
             is_revoked = frontend._revoked(identity.certificate_serial)
-            is_known = is_revoked or frontend._known(identity)
         except Exception as error:
             frontend.refused += 1
             log.warning(
@@ -451,6 +458,8 @@ class _Connection(asyncio.Protocol):
             )
             self.abort("identity_failed")
             return False
+        if transport.is_closing():
+            return False  # the client left, or stop() came, while we waited
         if is_revoked:
             frontend.refused += 1
             log.info(

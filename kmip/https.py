@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -49,6 +49,7 @@ from .frontend import (
     STOP_GRACE,
     TLS_SHUTDOWN_TIMEOUT,
     ClientIdentity,
+    admit_everyone,
     client_identity,
 )
 from .json import JSON_CHARS_PER_TTLV_BYTE
@@ -231,7 +232,7 @@ class KmipHttpsFrontend:
         ssl_context: ssl.SSLContext,
         handler: MessageHandler,
         revoked: Callable[[int], bool] = lambda serial: False,
-        known: Callable[[ClientIdentity], bool] = lambda identity: True,
+        known: Callable[[ClientIdentity], Awaitable[bool]] = admit_everyone,
     ) -> None:
         self.config = config
         self._ssl_context = ssl_context
@@ -318,8 +319,9 @@ class KmipHttpsFrontend:
             if not der:
                 raise ValueError("no peer certificate")
             identity = client_identity(peer, der)
+            is_known = await self._known(identity)  # may wait for the node to catch up
             refusal = ("revoked" if self._revoked(identity.certificate_serial)
-                       else None if self._known(identity) else "unknown_certificate")
+                       else None if is_known else "unknown_certificate")
         except Exception as error:
             refusal = f"identity_failed error={type(error).__name__}"
         if refusal is not None:

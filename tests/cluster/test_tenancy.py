@@ -361,6 +361,24 @@ def test_a_revoked_credential_is_refused_by_all_three_nodes_within_a_second(
     assert looked_up["revoked"] is True
 
 
+def test_a_follower_behind_admits_a_credential_generated_a_moment_ago(
+    cluster: Cluster, admin: httpx.Client, files: Path
+) -> None:
+    # vCenter, handed a new credential, may try any of its KMS addresses first. A
+    # follower that has not applied the credential yet catches up with the leader
+    # before it decides, instead of refusing a good client (cluster/kmip_access.py).
+    leader = cluster.leader()
+    behind = next(node_id for node_id in cluster.nodes if node_id != leader)
+    cluster.pause(behind)
+    try:
+        with api(cluster, admin.headers["X-Keyquorum-Token"], leader) as through_leader:
+            _, credential = tenant(through_leader, files, {"operation_all": True})
+    finally:
+        cluster.resume(behind)
+
+    assert not refused(cluster, behind, credential)
+
+
 def test_a_certificate_the_cluster_ca_signed_outside_the_api_is_refused(
     cluster: Cluster, files: Path
 ) -> None:
