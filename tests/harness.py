@@ -174,6 +174,11 @@ class Cluster:
         except OSError:
             return None
 
+    def unsealed(self, node_id: str) -> bool:
+        """Whether the node answers its seal status, unsealed."""
+        status = self.sys_page(node_id, "seal-status")
+        return status is not None and status["sealed"] is False
+
     def leader(self, among: list[str] | None = None, timeout: float = 15.0) -> str:
         candidates = among or list(self.nodes)
 

@@ -120,6 +120,9 @@ def kill_all_and_restart(cluster: Cluster) -> None:
     for node_id in cluster.nodes:
         cluster.restart(node_id)
     cluster.leader(timeout=30)
+    # A restarted dev node answers "sealed" until it has read its key file again.
+    for node_id in cluster.nodes:
+        wait_for(lambda n=node_id: cluster.unsealed(n), 30, f"{node_id} to unseal itself")
 
 
 def test_killing_every_node_loses_no_key_before_and_after_compaction(cluster: Cluster) -> None:

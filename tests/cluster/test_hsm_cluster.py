@@ -57,11 +57,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     running.stop()
 
 
-def unsealed(cluster: Cluster, node_id: str) -> bool:
-    status = cluster.sys_page(node_id, "seal-status")
-    return status is not None and status["sealed"] is False
-
-
 def reads_back(cluster: Cluster, node_id: str, uids: dict[str, str]) -> bool:
     with cluster.pykmip(node_id) as client:
         return all(client.get(uids[name]).value == material
@@ -76,7 +71,7 @@ def registered(cluster: Cluster) -> dict[str, str]:
 def test_the_nodes_initialized_the_barrier_through_the_hsm(cluster: Cluster) -> None:
     for node_id in cluster.nodes:
         status = wait_for(
-            lambda n=node_id: unsealed(cluster, n) and cluster.sys_page(n, "seal-status"),
+            lambda n=node_id: cluster.unsealed(n) and cluster.sys_page(n, "seal-status"),
             60, f"{node_id} to unseal")
         assert status["kind"] == "pkcs11"
         assert (status["threshold"], status["shares"]) == (1, 1)
@@ -90,7 +85,7 @@ def test_a_killed_node_unseals_itself_in_its_new_process(
     cluster.restart(follower, wait=False)
 
     # Nobody unseals it: the new process asks the HSM for the root key by itself.
-    wait_for(lambda: unsealed(cluster, follower), 120, f"{follower} to unseal itself")
+    wait_for(lambda: cluster.unsealed(follower), 120, f"{follower} to unseal itself")
     assert wait_for(lambda: reads_back(cluster, follower, registered), 60,
                     "the keys registered before the restart")
 
@@ -123,7 +118,7 @@ def test_the_whole_cluster_killed_and_started_again_unseals_itself(
         cluster.restart(node_id, wait=False)
 
     for node_id in cluster.nodes:
-        wait_for(lambda n=node_id: unsealed(cluster, n), 120, f"{node_id} to unseal itself")
+        wait_for(lambda n=node_id: cluster.unsealed(n), 120, f"{node_id} to unseal itself")
     for node_id in cluster.nodes:
         assert wait_for(lambda n=node_id: reads_back(cluster, n, registered), 60,
                         f"the keys through {node_id}")
