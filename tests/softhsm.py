@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
-import pkcs11
 import pytest
-from pkcs11 import KeyType
 
 LIBRARY = Path("/usr/lib/softhsm/libsofthsm2.so")
 
@@ -26,7 +25,9 @@ def make_token(folder: Path, label: str, pin: str, so_pin: str, aes_keys: list[s
     """A fresh token in ``folder`` holding an AES-256 key under each of ``aes_keys``.
 
     SOFTHSM2_CONF is set in this process's environment, so node processes started after
-    it use the same token.
+    it use the same token. The keys are made in a child process: SoftHSM2 reads its
+    config once per process, at the first C_Initialize, so a test process that had
+    loaded it for an earlier module's token would never see this one.
     """
     (folder / "tokens").mkdir()
     conf = folder / "softhsm2.conf"
@@ -34,9 +35,16 @@ def make_token(folder: Path, label: str, pin: str, so_pin: str, aes_keys: list[s
     os.environ["SOFTHSM2_CONF"] = str(conf)
     subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
                     "--pin", pin, "--so-pin", so_pin], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", _GENERATE_KEYS, str(LIBRARY), label, pin, *aes_keys],
+                   check=True, capture_output=True)
 
-    with pkcs11.lib(str(LIBRARY)).get_token(token_label=label).open(
-        user_pin=pin, rw=True
-    ) as session:
-        for key_label in aes_keys:
-            session.generate_key(KeyType.AES, 256, label=key_label, store=True)
+
+_GENERATE_KEYS = """
+import sys
+import pkcs11
+
+library, label, pin, *key_labels = sys.argv[1:]
+with pkcs11.lib(library).get_token(token_label=label).open(user_pin=pin, rw=True) as session:
+    for key_label in key_labels:
+        session.generate_key(pkcs11.KeyType.AES, 256, label=key_label, store=True)
+"""
