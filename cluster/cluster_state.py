@@ -29,6 +29,7 @@ from .audit_state import AUDIT_COMMANDS, AuditState
 from .barrier import BARRIER_COMMANDS, BarrierState, RestoreState
 from .notify import ObjectChange, object_changes, watched
 from .notify_state import NOTIFY_COMMANDS, NotifyState, SetNotifyEndpoint
+from .raft_dump import Lockable
 from .state import (
     ISSUING_SCOPE,
     Applied,
@@ -156,6 +157,11 @@ class ClusterState:
             return Refused(Problem.INVALID, "not a keyquorum snapshot with a keyring")
         self.restore(command.snapshot)
         return Done(len(self.keys))
+
+    def locks(self) -> list[Lockable]:
+        """Every lock ``snapshot`` takes, for the forked dump writer (raft_dump.py)."""
+        parts = (self.keys, self.tenancy, self.barrier, self.transform, self.audit, self.notify)
+        return [part._lock for part in parts]
 
     def snapshot(self) -> bytes:
         parts = {

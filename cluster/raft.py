@@ -44,9 +44,11 @@ verified. Details in raft_journal's docstring.
 -------------------------------------------------------
 A journal whose prefix was compacted away cannot be replayed from the start, so the dump
 must exist on disk: ``fullDumpFile`` is always set, next to the journal. The dump holds the
-user state machine's ``snapshot()`` bytes plus the request table (``_Applier.write_dump``),
-written by a custom serializer on the tick thread at the moment of compaction, so it
-matches the applied index exactly; no fork of this multithreaded process is involved.
+user state machine's ``snapshot()`` bytes plus the request table (``_Applier.write_dump``).
+A child forked on the tick thread at the moment of compaction writes it, so it matches
+the applied index exactly while the node goes on (raft_dump.py: pickling 100,000 keys on
+the tick thread stopped the node long enough to lose its leadership); the log is trimmed
+only once the new dump is on disk.
 
 5. One exception inside a replicated method wedged the cluster
 --------------------------------------------------------------
@@ -107,7 +109,6 @@ import asyncio
 import functools
 import gc
 import logging
-import os
 import pickle
 import threading
 import uuid
@@ -115,11 +116,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, BinaryIO, Literal, Protocol
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
 from keyquorum.cluster.raft_cipher import TransportCipher
+from keyquorum.cluster.raft_dump import DumpWriter, Lockable
 from keyquorum.cluster.raft_journal import (
     DurableJournal,
     JournalCounters,
@@ -394,6 +396,7 @@ class _Applier:
         self._state_machine = state_machine
         self._table = _RequestTable(table_size)
         self._waiters = waiters
+        self._dump = DumpWriter()
 
     def apply_entry(self, request_id: str, command: object) -> object:
         # A retry of a request already applied returns its first result (hazard 6).
@@ -416,18 +419,34 @@ class _Applier:
         self._waiters.resolve(("barrier", token), None)
 
     def write_dump(self, file_name: str, raft_data: Any) -> None:
-        """pysyncobj's serializer hook: the dump matches the applied index exactly."""
-        dump = {
-            "format": DUMP_FORMAT,
-            "raft": raft_data,
-            "state": self._state_machine.snapshot(),
-            "requests": self._table.items(),
-        }
-        with open(file_name, "wb") as f:
+        """pysyncobj's serializer hook: the dump matches the applied index exactly.
+
+        A forked child writes it (raft_dump.py) and renames it over the dump itself, so
+        ``file_name``, the temporary name pysyncobj would rename into place, is never
+        created: pysyncobj's rename fails and it leaves the outcome to ``dump_status``.
+        """
+        requests = self._table.items()
+
+        def write(f: BinaryIO) -> None:
+            dump = {
+                "format": DUMP_FORMAT,
+                "raft": raft_data,
+                "state": self._state_machine.snapshot(),
+                "requests": requests,
+            }
             pickle.dump(dump, f, protocol=pickle.HIGHEST_PROTOCOL)
-            f.flush()
-            os.fsync(f.fileno())
-        # pysyncobj renames it into place; the journal's next rewrite fsyncs the directory.
+
+        # A state machine read from other threads names the locks its snapshot takes.
+        locks: list[Lockable] = getattr(self._state_machine, "locks", list)()
+        # The journal's next rewrite, after the log is trimmed, fsyncs the directory.
+        self._dump.start(file_name.removesuffix(".tmp"), write, locks)
+
+    def dump_status(self) -> int:
+        """pysyncobj's serializeChecker."""
+        return self._dump.status()
+
+    def close(self) -> None:
+        self._dump.close()
 
     def read_dump(self, file_name: str) -> Any:
         """pysyncobj's deserializer hook: restore, then answer waiters the dump covers."""
@@ -636,6 +655,7 @@ class ReplicatedLog:
             journalFile=self._journal,  # handed through by install_journal_hook
             fullDumpFile=str(dump_path),
             serializer=self._applier.write_dump,
+            serializeChecker=self._applier.dump_status,
             deserializer=self._applier.read_dump,
             logCompactionMinEntries=c.log_compaction_min_entries,
             logCompactionMinTime=c.log_compaction_min_seconds,
@@ -858,6 +878,7 @@ class ReplicatedLog:
     def close(self) -> None:
         """Stop the tick thread, close sockets, sync and close the journal."""
         self._core.destroy_synchronous()
+        self._applier.close()
         self._core.end_replay()
         self._core.wakeup.close()
         log.info("raft_closed self=%s", self._config.self_address)

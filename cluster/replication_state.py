@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from keyquorum.kmip.tables import ResultReason
 
 from .cluster_state import ClusterState
+from .raft_dump import Lockable
 from .state import Applied, KeyStore, NoOp, Rejected
 from .tenancy import Done, Problem, Refused, TenancyState
 
@@ -280,6 +281,10 @@ class ReplicationState:
             if self.mode in SECONDARY_MODES:
                 return _secondary_refusal(command)
             return self._apply_change(command)
+
+    def locks(self) -> list[Lockable]:
+        """Every lock ``snapshot`` takes, its own first, as apply takes them."""
+        return [self._lock, *self.inner.locks()]
 
     def snapshot(self) -> bytes:
         with self._lock:
