@@ -28,6 +28,7 @@ from .audit_api import install_audit_api
 from .barrier import BarrierError
 from .certify_api import certify_ca_router
 from .cluster_state import ClusterState
+from .collector import FreezeSlowSurvivors
 from .config import NodeConfig
 from .consul import replication_role_tag, start_registration
 from .kmip_access import KmipAccess
@@ -159,6 +160,8 @@ def health(config: NodeConfig, replicated: ReplicatedLog, seal: Seal) -> NodeHea
 def run(config: NodeConfig) -> int:
     """Serve until SIGTERM or SIGINT; the process's exit code."""
     configure_logging(config.node.log_level, config.node.log_format)
+    # Full collections over a large state would stop the node for hundreds of ms.
+    FreezeSlowSurvivors().install()
     try:
         return asyncio.run(_serve(config))
     except OSError as error:

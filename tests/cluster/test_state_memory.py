@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import gc
 import pickle
+import weakref
 
+from keyquorum.cluster.collector import FreezeSlowSurvivors
 from keyquorum.cluster.raft import _CollectorPause
 from keyquorum.cluster.state import (
     DEFAULT_SCOPE,
@@ -104,3 +106,40 @@ def test_collector_pause_nests_and_resumes_collection() -> None:
     assert gc.isenabled()
     assert gc.get_freeze_count() > 0  # what was rebuilt is out of later collections
     gc.unfreeze()  # frozen objects hide from gc.get_referrers, which Hypothesis uses
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_slow_full_collection_freezes_what_survived_it_and_nothing_unreachable() -> None:
+    slow = FreezeSlowSurvivors(slow_seconds=0.0)  # every full collection counts as slow
+    slow.install()
+    try:
+        kept = [[index] for index in range(1000)]
+        cycle = _Cycle()
+        unreachable = weakref.ref(cycle)
+        del cycle
+        before = gc.get_freeze_count()
+
+        gc.collect()
+
+        assert slow.freezes == 1
+        assert unreachable() is None  # collected first, not frozen as garbage
+        assert gc.get_freeze_count() >= before + len(kept)
+        assert not any(obj is kept for obj in gc.get_objects(generation=2))
+    finally:
+        slow.uninstall()
+        gc.unfreeze()
+
+
+def test_a_quick_full_collection_freezes_nothing() -> None:
+    patient = FreezeSlowSurvivors(slow_seconds=60.0)
+    patient.install()
+    try:
+        before = gc.get_freeze_count()
+        gc.collect()
+        assert patient.freezes == 0 and gc.get_freeze_count() == before
+    finally:
+        patient.uninstall()
