@@ -2,10 +2,11 @@
 
 pysyncobj compacts its log by asking the serializer for a dump of the state at the
 applied index. Pickling the state on the tick thread stopped the node for as long as
-that took: 2.3 s at 10,000 keys on a loaded machine, about 20 s at 100,000, during
-which it sent no heartbeats and answered no peer, so its followers elected another
-leader and requests failed (docs/performance.md). pysyncobj's own answer, a fork, it
-only takes when no custom serializer is set, and ours must be (raft.py, hazard 4).
+that took: 2.3 s at 10,000 keys on a loaded machine, by that rate about 20 s at
+100,000, during which it sent no heartbeats and answered no peer, so its followers
+elected another leader and requests failed (docs/performance.md). pysyncobj's own
+answer, a fork, it only takes when no custom serializer is set, and ours must be
+(raft.py, hazard 4).
 
 ``DumpWriter`` forks on the tick thread, between two applies, so the child's memory is
 a copy of the state at exactly the applied index. The child pickles it to a file of
@@ -56,7 +57,6 @@ class Lockable(Protocol):
 class _Child:
     pid: int
     started: float
-    path: str
 
 
 class DumpWriter:
@@ -67,10 +67,6 @@ class DumpWriter:
         # A fork that failed (no memory for the page tables) is reported once as a
         # failed dump: pysyncobj starts no other until its checker says so.
         self._fork_failed = False
-
-    @property
-    def writing(self) -> bool:
-        return self._child is not None
 
     def start(self, path: str, write: Callable[[BinaryIO], None],
               locks: Sequence[Lockable]) -> None:
@@ -91,7 +87,7 @@ class DumpWriter:
                 lock.release()
         if pid == 0:
             _write_and_exit(path, write)
-        self._child = _Child(pid, time.monotonic(), path)
+        self._child = _Child(pid, time.monotonic())
 
     def status(self) -> int:
         """pysyncobj's serializeChecker: a SERIALIZER_STATE for the dump in progress."""
