@@ -438,17 +438,18 @@ class _Connection(asyncio.Protocol):
         frontend = self._frontend
 
         # Who is it? OpenSSL has verified the chain; we read the fields, ask whether
-        # the node knows the certificate (which may wait for it to catch up with its
-        # cluster), then whether the serial has been revoked since it was issued. Any
-        # failure here refuses the client: fail closed.
+        # the serial has been revoked since it was issued, then whether the node knows
+        # the certificate, which may wait for it to catch up with its cluster (and so
+        # learn of a revocation too). Any failure here refuses the client: fail closed.
         try:
             ssl_object = transport.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
             if not der:
                 raise ValueError("no peer certificate")
             identity = client_identity(self.address, der)
-            is_known = await frontend._known(identity)
             is_revoked = frontend._revoked(identity.certificate_serial)
+            is_known = is_revoked or await frontend._known(identity)
+            is_revoked = is_revoked or frontend._revoked(identity.certificate_serial)
         except Exception as error:
             frontend.refused += 1
             log.warning(

@@ -319,8 +319,10 @@ class KmipHttpsFrontend:
             if not der:
                 raise ValueError("no peer certificate")
             identity = client_identity(peer, der)
-            is_known = await self._known(identity)  # may wait for the node to catch up
-            refusal = ("revoked" if self._revoked(identity.certificate_serial)
+            serial = identity.certificate_serial
+            # Known may wait for the node to catch up, and so learn of a revocation too.
+            is_known = self._revoked(serial) or await self._known(identity)
+            refusal = ("revoked" if self._revoked(serial)
                        else None if is_known else "unknown_certificate")
         except Exception as error:
             refusal = f"identity_failed error={type(error).__name__}"
