@@ -143,7 +143,7 @@ def main() -> None:
     print(f"snapshot: {len(snapshot) / args.keys:,.0f} bytes per key; "
           f"journal: {journal_bytes / args.keys:,.0f} bytes per Create command")
 
-    # cluster/raft.py pauses the collector for both (_CollectorPause); each is timed
+    # cluster/raft.py pauses the collector for both (collector.py, CollectorPause); each is timed
     # with it running and paused.
     for collector in ("running", "paused"):
         if collector == "paused":

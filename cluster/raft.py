@@ -107,7 +107,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import logging
 import pickle
 import threading
@@ -120,6 +119,7 @@ from typing import Any, BinaryIO, Literal, Protocol
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
+from keyquorum.cluster.collector import COLLECTOR
 from keyquorum.cluster.raft_cipher import TransportCipher
 from keyquorum.cluster.raft_dump import DumpWriter, Lockable
 from keyquorum.cluster.raft_journal import (
@@ -295,39 +295,6 @@ class RaftStatus:
     journal: JournalCounters
 
 
-class _CollectorPause:
-    """Pauses Python's cyclic garbage collector while the state is rebuilt.
-
-    Restoring a dump or replaying a journal creates object after object that all stay
-    alive, and the collector, run every 700 allocations, walks them again and again:
-    restores measured three to six times slower with it (bench/memory_bench.py). What was
-    rebuilt is then frozen out of later collections, so that a full collection does not
-    walk 100,000 keys either; the state's objects are immutable and acyclic and are freed
-    by reference counting when replaced. Process-wide, as the collector is.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._holders = 0
-
-    def begin(self) -> None:
-        with self._lock:
-            self._holders += 1
-            gc.disable()
-
-    def end(self) -> None:
-        with self._lock:
-            if self._holders == 0:
-                return  # already ended (a node stopped during its first tick)
-            self._holders -= 1
-            if self._holders == 0:
-                gc.freeze()
-                gc.enable()
-
-
-_COLLECTOR = _CollectorPause()
-
-
 class _RequestTable:
     """Recent request ids and their first result; replicated by being applied in order."""
 
@@ -454,12 +421,12 @@ class _Applier:
             dump = pickle.load(f)
         if dump.get("format") != DUMP_FORMAT:
             raise ValueError(f"unknown raft dump format {dump.get('format')!r}")
-        _COLLECTOR.begin()
+        COLLECTOR.begin()
         try:
             self._state_machine.restore(dump["state"])
             self._table.replace(dump["requests"])
         finally:
-            _COLLECTOR.end()
+            COLLECTOR.end()
         last_entry = dump["raft"][0]  # (command, index, term) of the last applied entry
         log.info("raft_dump_restored index=%d", last_entry[1])
 
@@ -512,7 +479,7 @@ class _RaftCore(SyncObj):
             # The first tick loaded the dump and applied the journal up to the commit
             # index it had saved: the rebuild is over.
             self._replaying = False
-            _COLLECTOR.end()
+            COLLECTOR.end()
         self.wakeup.subscribe(self._poller)
         self.read_index.on_tick()
         self._pacer.on_tick()
@@ -521,7 +488,7 @@ class _RaftCore(SyncObj):
         """Resume the collector if no tick did (the node stopped before its first)."""
         if self._replaying:
             self._replaying = False
-            _COLLECTOR.end()
+            COLLECTOR.end()
 
     def _has_work(self) -> bool:
         # pysyncobj keeps these private; only read here, on the tick thread that owns them.
@@ -621,7 +588,7 @@ class ReplicatedLog:
         # The collector waits while the first tick rebuilds the state from disk.
         replaying = len(self._journal) > 0 or dump_path.exists()
         if replaying:
-            _COLLECTOR.begin()
+            COLLECTOR.begin()
         self._core = _RaftCore(
             self._applier, config, self._sync_obj_conf(dump_path), transport_class,
             self._waiters, replaying,

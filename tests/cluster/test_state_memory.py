@@ -11,8 +11,7 @@ import gc
 import pickle
 import weakref
 
-from keyquorum.cluster.collector import FreezeSlowSurvivors
-from keyquorum.cluster.raft import _CollectorPause
+from keyquorum.cluster.collector import CollectorPause, FreezeSlowSurvivors
 from keyquorum.cluster.state import (
     DEFAULT_SCOPE,
     SHARED_ATTRIBUTES_MAX,
@@ -95,7 +94,7 @@ def test_pickled_form_is_the_field_dict_and_a_snapshot_restores_equal_objects() 
 
 
 def test_collector_pause_nests_and_resumes_collection() -> None:
-    pause = _CollectorPause()
+    pause = CollectorPause()
     assert gc.isenabled()
     pause.begin()
     pause.begin()
