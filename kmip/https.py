@@ -51,6 +51,7 @@ from .frontend import (
     ClientIdentity,
     admit_everyone,
     client_identity,
+    refusal_of,
 )
 from .json import JSON_CHARS_PER_TTLV_BYTE
 from .limits import DEFAULT_LIMITS, Limits
@@ -319,11 +320,7 @@ class KmipHttpsFrontend:
             if not der:
                 raise ValueError("no peer certificate")
             identity = client_identity(peer, der)
-            serial = identity.certificate_serial
-            # Known may wait for the node to catch up, and so learn of a revocation too.
-            is_known = self._revoked(serial) or await self._known(identity)
-            refusal = ("revoked" if self._revoked(serial)
-                       else None if is_known else "unknown_certificate")
+            refusal = await refusal_of(identity, self._revoked, self._known)
         except Exception as error:
             refusal = f"identity_failed error={type(error).__name__}"
         if refusal is not None:
