@@ -58,7 +58,7 @@ class Pkcs11RootKey:
         settings = self._settings
         try:
             library = pkcs11.lib(str(settings.library))
-            token = library.get_token(token_label=settings.token_label)
+            token = _find_token(library, settings.token_label)
             with token.open(user_pin=settings.pin) as session:
                 key = session.get_key(label=settings.key_label, key_type=KeyType.AES)
                 return bytes(use(key))
@@ -70,3 +70,18 @@ class Pkcs11RootKey:
         except RuntimeError as error:
             raise UnsealError(f"cannot load the PKCS#11 library {settings.library}: "
                               f"{error}") from None
+
+
+def _find_token(library: Any, label: str | None) -> Any:
+    """The token labelled ``label``, looking at the token store afresh if it is missing.
+
+    A PKCS#11 library lists its tokens once, at C_Initialize: SoftHSM2 went on answering
+    NoSuchToken, for as long as the node ran, for a token another process had been
+    writing at that moment, and an HSM token plugged in later would stay unseen as well.
+    Finalizing and initializing the library again reads the token store anew.
+    """
+    try:
+        return library.get_token(token_label=label)
+    except pkcs11.exceptions.NoSuchToken:
+        library.reinitialize()
+        return library.get_token(token_label=label)

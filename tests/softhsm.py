@@ -33,6 +33,11 @@ def make_token(folder: Path, label: str, pin: str, so_pin: str, aes_keys: list[s
     conf = folder / "softhsm2.conf"
     conf.write_text(f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n")
     os.environ["SOFTHSM2_CONF"] = str(conf)
+    add_token(label, pin, so_pin, aes_keys)
+
+
+def add_token(label: str, pin: str, so_pin: str, aes_keys: list[str]) -> None:
+    """Another token beside the one ``make_token`` made, keys made as it makes them."""
     subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
                     "--pin", pin, "--so-pin", so_pin], check=True, capture_output=True)
     subprocess.run([sys.executable, "-c", _GENERATE_KEYS, str(LIBRARY), label, pin, *aes_keys],

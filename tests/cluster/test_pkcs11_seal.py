@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from softhsm import LIBRARY, make_token
+from softhsm import LIBRARY, add_token, make_token
 
 from keyquorum.cluster.barrier import BarrierState, SealKind
 from keyquorum.cluster.cluster_state import ClusterState
@@ -59,3 +59,20 @@ def test_another_hsm_key_or_a_wrong_pin_leaves_the_node_sealed(token: SealSettin
     # A node configured for shares cannot stand in for the HSM.
     with pytest.raises(UnsealError, match="not with shares|pkcs11"):
         Seal(state).unseal("AQID")
+
+
+def test_a_token_that_appears_after_a_failed_try_is_found_at_the_next(
+    token: SealSettings,
+) -> None:
+    # A PKCS#11 library lists its tokens at C_Initialize; a token it missed then (being
+    # written by another process, or plugged in later) must still be found on a retry.
+    late = SealSettings(**{**vars(token), "token_label": "late", "key_label": "late-seal"})
+    hsm = Pkcs11RootKey(late)
+    Pkcs11RootKey(token).new_root()  # the library is loaded in this process by now
+    with pytest.raises(UnsealError, match="NoSuchToken"):
+        hsm.new_root()
+
+    add_token("late", pin=token.pin, so_pin="5678", aes_keys=["late-seal"])
+
+    root, sealed = hsm.new_root()
+    assert len(root) == 32 and sealed is not None
