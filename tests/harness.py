@@ -80,9 +80,15 @@ class Cluster:
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
-        wait_for(lambda: cluster_file.exists() or self._dev_died(), timeout, "cluster.json")
-        if not cluster_file.exists():
-            raise RuntimeError(f"keyquorum dev exited with {self._dev.returncode}")
+        try:
+            wait_for(lambda: cluster_file.exists() or self._dev_died(), timeout, "cluster.json")
+            if not cluster_file.exists():
+                raise RuntimeError(f"keyquorum dev exited with {self._dev.returncode}")
+        except BaseException:
+            # A fixture whose start failed never reaches its stop: close the launcher's
+            # log here, or a later test fails on the unclosed file when it is collected.
+            self.stop()
+            raise
         info = json.loads(cluster_file.read_text())
         for entry in info["nodes"]:
             host, port = entry["kmip"].rsplit(":", 1)
