@@ -7,6 +7,7 @@ or the config file is wrong (the message says which option and what is allowed).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def server(config_file: Path) -> None:
     except ConfigError as error:
         # A problem with an option says which file; a problem with the file already does.
         raise BadInput(f"{config_file}: {error}" if error.option else str(error)) from error
+
+    # The node forks a child to write each Raft dump (cluster/raft_dump.py); the child
+    # never calls into gRPC, so gRPC's fork handlers have nothing to do, and with them on
+    # every fork printed a warning to stderr. Read once, when gRPC loads: set it first.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
     # Imported here so the rest of the CLI works in a build without the node runtime.
     try:
