@@ -403,6 +403,7 @@ class KeyStore:
         self._lock = threading.Lock()
         self._objects: dict[tuple[ScopeName, UniqueIdentifier], ManagedObject] = {}
         self._shared: dict[tuple[str, object], StoredAttribute] = {}
+        self._shared_items: dict[object, Item] = {}
 
     # Reads, from the front end's thread.
 
@@ -596,10 +597,29 @@ class KeyStore:
             uid=command.uid,
             object_type=command.object_type,
             state=state,
-            attributes=tuple(self._share(a) for a in server_set + client_set),
+            attributes=self._compacted(server_set + client_set),
             material=command.material,
         )
         return Applied(command.uid)
+
+    def _compacted(self, attributes: list[StoredAttribute]) -> tuple[StoredAttribute, ...]:
+        """A new object's attributes with nothing held twice that could be held once.
+
+        A Create stamps the same time as Initial Date, Last Change Date and usually
+        Original Creation Date: one item serves all three. Few-valued attributes, and
+        the few-valued members of a Structure (a Digest's algorithm and key format), are
+        shared with every other object (``_share``). About a fifth of a key's memory.
+        """
+        dates: dict[int, Item] = {}
+        kept = []
+        for attribute in attributes:
+            value = attribute.value
+            if value.type == ItemType.DATE_TIME and value.tag == Tag.ATTRIBUTE_VALUE:
+                same = dates.setdefault(value.value, value)
+                if same is not value:
+                    attribute = StoredAttribute(attribute.name, same)
+            kept.append(self._share(attribute))
+        return tuple(kept)
 
 
     def _share(self, attribute: StoredAttribute) -> StoredAttribute:
@@ -612,7 +632,10 @@ class KeyStore:
         """
         key = _pool_key(attribute.value)
         if key is None:
-            return attribute
+            if attribute.value.type != ItemType.STRUCTURE:
+                return attribute
+            members = [self._share_item(member) for member in attribute.value.value]
+            return StoredAttribute(attribute.name, attribute.value._replace(value=members))
         pooled = (attribute.name, key)
         shared = self._shared.get(pooled)
         if shared is not None:
@@ -620,6 +643,18 @@ class KeyStore:
         if len(self._shared) < SHARED_ATTRIBUTES_MAX:
             self._shared[pooled] = attribute
         return attribute
+
+    def _share_item(self, item: Item) -> Item:
+        """One copy of a few-valued member of a Structure; any other item as it is."""
+        key = _pool_key(item)
+        if key is None:
+            return item
+        shared = self._shared_items.get(key)
+        if shared is not None:
+            return shared
+        if len(self._shared_items) < SHARED_ATTRIBUTES_MAX:
+            self._shared_items[key] = item
+        return item
 
 
 def _pool_key(item: Item) -> object | None:

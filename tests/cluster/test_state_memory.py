@@ -69,6 +69,37 @@ def test_few_valued_attributes_are_one_copy_and_the_rest_stay_each_keys_own() ->
                       CryptographicAlgorithm)
 
 
+def test_a_create_holds_its_time_once_and_shares_a_digests_few_valued_members() -> None:
+    store = KeyStore()
+
+    def digest(value: bytes) -> StoredAttribute:
+        return StoredAttribute("Digest", attribute_value(ItemType.STRUCTURE, [
+            Item(Tag.HASHING_ALGORITHM, ItemType.ENUMERATION, 6),
+            Item(Tag.DIGEST_VALUE, ItemType.BYTE_STRING, value),
+            Item(Tag.KEY_FORMAT_TYPE, ItemType.ENUMERATION, 1),
+        ]))
+
+    created_at = StoredAttribute("Original Creation Date",
+                                 attribute_value(ItemType.DATE_TIME, 100))
+    first = create(store, "k1", created_at, digest(b"\x01" * 32))
+    second = create(store, "k2", digest(b"\x02" * 32))
+
+    dates = [first.first(name) for name in
+             ("Initial Date", "Last Change Date", "Original Creation Date")]
+    assert [date.value for date in dates if date] == [100, 100, 100]
+    assert dates[0] is dates[1] is dates[2]
+
+    one, two = first.first("Digest"), second.first("Digest")
+    assert one is not None and two is not None
+    assert one.value[0] is two.value[0] and one.value[2] is two.value[2]
+    assert [member.value for member in one.value] == [6, b"\x01" * 32, 1]
+    assert two.value[1].value == b"\x02" * 32
+
+    restored = KeyStore()
+    restored.restore(store.snapshot())
+    assert restored.get(DEFAULT_SCOPE, "k1") == first
+
+
 def test_pool_stops_growing_at_its_limit() -> None:
     store = KeyStore()
     for n in range(SHARED_ATTRIBUTES_MAX + 10):
