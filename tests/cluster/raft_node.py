@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from keyquorum.cluster.raft import RaftConfig, ReplicatedLog, ReplicationError
+from keyquorum.cluster.raft_journal import MEMORY_ENTRIES
 
 
 class KeyValueMachine:
@@ -170,6 +171,7 @@ async def serve(args: argparse.Namespace) -> None:
         data_dir=Path(args.data_dir),
         password=args.password,
         log_compaction_min_entries=args.compaction_entries,
+        journal_memory_entries=args.journal_memory_entries,
         reads_through_log=args.reads_through_log,
         transport_cipher="fernet" if args.fernet else "aes-gcm",
         **({"idle_tick_seconds": args.idle_tick} if args.idle_tick else {}),
@@ -193,6 +195,7 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--password", required=True)
     parser.add_argument("--compaction-entries", type=int, default=50_000)
+    parser.add_argument("--journal-memory-entries", type=int, default=MEMORY_ENTRIES)
     parser.add_argument("--reads-through-log", action="store_true")
     parser.add_argument("--idle-tick", type=float, default=0.0)
     parser.add_argument("--fernet", action="store_true")

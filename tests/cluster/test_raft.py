@@ -35,7 +35,7 @@ from keyquorum.cluster.raft import (
     _RequestTable,
 )
 from keyquorum.cluster.raft_cipher import TransportCipher
-from keyquorum.cluster.raft_journal import DurableJournal
+from keyquorum.cluster.raft_journal import MEMORY_ENTRIES, DurableJournal
 from keyquorum.cluster.raft_tick import TickPacer, Wakeup
 from keyquorum.cluster.raft_transport import (
     CLAIMS_NOTHING_DURABLE,
@@ -64,7 +64,8 @@ class NodeProcess:
     """One raft_node.py process; survives kill and restart with the same port and data."""
 
     def __init__(
-        self, address: str, peers: list[str], data_dir: Path, password: str, compaction: int
+        self, address: str, peers: list[str], data_dir: Path, password: str, compaction: int,
+        journal_memory: int = MEMORY_ENTRIES,
     ) -> None:
         self.address = address
         self.peers = peers
@@ -72,6 +73,7 @@ class NodeProcess:
         self.log_path = data_dir.with_suffix(".log")
         self.password = password
         self.compaction = compaction
+        self.journal_memory = journal_memory
         self.proc: subprocess.Popen[str] | None = None
         self.control_port = 0
 
@@ -83,6 +85,7 @@ class NodeProcess:
             "--data-dir", str(self.data_dir),
             "--password", self.password,
             "--compaction-entries", str(self.compaction),
+            "--journal-memory-entries", str(self.journal_memory),
         ]
         with open(self.log_path, "a") as log_file:
             self.proc = subprocess.Popen(
@@ -170,13 +173,15 @@ def make_cluster(tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     started: list[NodeProcess] = []
 
     def make(
-        size: int = 3, passwords: list[str] | None = None, compaction: int = 50_000
+        size: int = 3, passwords: list[str] | None = None, compaction: int = 50_000,
+        journal_memory: int = MEMORY_ENTRIES,
     ) -> Cluster:
         addresses = [f"127.0.0.1:{port}" for port in free_ports(size)]
         nodes = []
         for i, address in enumerate(addresses):
             password = passwords[i] if passwords else SECRET
-            node = NodeProcess(address, addresses, tmp_path / f"node{i}", password, compaction)
+            node = NodeProcess(address, addresses, tmp_path / f"node{i}", password, compaction,
+                               journal_memory)
             started.append(node)
             nodes.append(node)
         for node in nodes:
@@ -403,6 +408,43 @@ def test_journal_survives_kill_and_drops_a_torn_tail(tmp_path: Path) -> None:
     reopened._destroy()
 
 
+def test_journal_keeps_only_recent_commands_in_memory_and_reads_the_rest_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "raft.journal"
+    journal = DurableJournal(path, tmp_path / "raft.dump", memory_entries=8)
+    expected = [(b"cmd-%d-" % index + bytes(index % 7) * 40, index, 1 + index // 30)
+                for index in range(1, 101)]
+    for entry in expected:
+        journal.add(*entry)
+    assert sum(command is not None for command in journal._commands) == 2 + 8
+
+    # Every way pysyncobj reads gives what was added, from memory or from the file.
+    assert [journal[position] for position in range(100)] == expected
+    assert journal[-1] == expected[-1] and journal[-95] == expected[5]
+    assert journal[3:60] == expected[3:60] and journal[95:] == expected[95:]
+    assert list(journal.entries()) == expected
+
+    # "From here to the end" reaching into the file stops after FILE_SLICE_BYTES:
+    # pysyncobj sends one 64 KB batch of it, and the rest is asked for again.
+    monkeypatch.setattr("keyquorum.cluster.raft_journal.FILE_SLICE_BYTES", 500)
+    head = journal[10:]
+    assert 1 <= len(head) < 90 and head == expected[10 : 10 + len(head)]
+    assert journal[93:] == expected[93:]  # within the recent ones: never cut
+
+    # A conflict truncates through the file; compaction moves the records that remain.
+    journal.add(b"other-91", 91, 99)
+    assert journal[-1] == (b"other-91", 91, 99) and len(journal) == 91
+    journal.deleteEntriesTo(40)
+    assert journal[0 : len(journal)] == expected[40:90] + [(b"other-91", 91, 99)]
+    journal._destroy()
+
+    reopened = DurableJournal(path, tmp_path / "raft.dump", memory_entries=8)
+    assert list(reopened.entries()) == expected[40:90] + [(b"other-91", 91, 99)]
+    assert sum(command is not None for command in reopened._commands) == 2 + 8
+    reopened._destroy()
+
+
 # -- hazard 3: followers truncated entries they had acknowledged -----------------------------
 
 
@@ -448,7 +490,8 @@ def test_follower_commit_is_capped_to_what_the_append_verified() -> None:
 
 
 def test_lagging_follower_under_load_keeps_identical_state(make_cluster: Any) -> None:
-    cluster = make_cluster()
+    # Sixteen commands in memory: the lagging follower is caught up from journal files.
+    cluster = make_cluster(journal_memory=16)
     leader = cluster.leader()
     lagging = cluster.followers()[0]
     load: dict[str, Any] = {}
@@ -480,7 +523,7 @@ def test_lagging_follower_under_load_keeps_identical_state(make_cluster: Any) ->
 
 
 def test_nodes_recover_after_compaction_by_restart_and_by_snapshot(make_cluster: Any) -> None:
-    cluster = make_cluster(compaction=100)
+    cluster = make_cluster(compaction=100, journal_memory=16)
     leader = cluster.leader()
     assert run_load(leader, 16, 400, "a")["failures"] == {}
     wait_for(lambda: all((n.data_dir / "raft.dump").exists() for n in cluster.nodes))
