@@ -56,10 +56,14 @@ restart's replay or a compaction does. pysyncobj asks for "every entry from here
 end" and then sends one batch of it (``appendEntriesBatchSizeBytes``, 64 KB); a slice
 like that reaching into the file stops after ``FILE_SLICE_BYTES`` of commands, so a
 leader catching a follower up reads a little more than it sends rather than the whole
-file for every batch. pysyncobj's other open-ended slice, the follower's view of its own
-entries after an append's previous index, sees only that prefix too: it only reads the
-first entry's term, and rolls back membership changes in the rest, which a prefix
-megabyte away from the end never holds in practice (one membership change at a time).
+file for every batch. pysyncobj's other open-ended slice, a follower's own entries from
+an append's previous index on, is cut the same way. It reads the first entry's term and
+rolls back the membership changes among the rest; a change more than a megabyte of
+entries past that index would not be rolled back. Known and left: it takes an append
+that far behind the follower's own tail with a membership change in between. Rolling
+back is itself wrong here for the changes past the leader's batch, since this journal
+keeps those entries (above) while pysyncobj re-applies only the batch's changes: that
+is what would need fixing first, in raft_membership.py.
 
 pysyncobj still logs "truncating already-applied log entries" at CRITICAL on that path
 even though nothing is truncated any more; ``quiet_false_truncation_alarm`` drops that one
