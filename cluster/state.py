@@ -621,14 +621,14 @@ class KeyStore:
             kept.append(self._share(attribute))
         return tuple(kept)
 
-
     def _share(self, attribute: StoredAttribute) -> StoredAttribute:
         """One copy of an attribute most keys hold alike (Object Type, Fresh, AES, ...).
 
         Objects are immutable, so sharing is invisible to readers; it took a key's
         memory and its share of a snapshot's restore time down by about half
         (bench/memory_bench.py). Only the few-valued types are pooled, and the pool
-        stops growing at SHARED_ATTRIBUTES_MAX.
+        stops growing at SHARED_ATTRIBUTES_MAX. A Structure with other members too (a
+        Digest) keeps a list of its own, whose few-valued members are pooled items.
         """
         key = _pool_key(attribute.value)
         if key is None:
