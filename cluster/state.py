@@ -28,7 +28,7 @@ import pickle
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import NewType
+from typing import Any, NewType, TypeVar
 
 from keyquorum.kmip.objects import UniqueIdentifier
 from keyquorum.kmip.tables import ObjectType, ResultReason, RevocationReasonCode, State, Tag
@@ -636,25 +636,22 @@ class KeyStore:
                 return attribute
             members = [self._share_item(member) for member in attribute.value.value]
             return StoredAttribute(attribute.name, attribute.value._replace(value=members))
-        pooled = (attribute.name, key)
-        shared = self._shared.get(pooled)
-        if shared is not None:
-            return shared
-        if len(self._shared) < SHARED_ATTRIBUTES_MAX:
-            self._shared[pooled] = attribute
-        return attribute
+        return _pooled(self._shared, (attribute.name, key), attribute)
 
     def _share_item(self, item: Item) -> Item:
         """One copy of a few-valued member of a Structure; any other item as it is."""
         key = _pool_key(item)
-        if key is None:
-            return item
-        shared = self._shared_items.get(key)
-        if shared is not None:
-            return shared
-        if len(self._shared_items) < SHARED_ATTRIBUTES_MAX:
-            self._shared_items[key] = item
-        return item
+        return item if key is None else _pooled(self._shared_items, key, item)
+
+
+_Pooled = TypeVar("_Pooled")
+
+
+def _pooled(pool: dict[Any, _Pooled], key: object, value: _Pooled) -> _Pooled:
+    """The pool's copy of what ``key`` stands for; ``value`` becomes it while there is room."""
+    if len(pool) < SHARED_ATTRIBUTES_MAX:
+        return pool.setdefault(key, value)
+    return pool.get(key, value)
 
 
 def _pool_key(item: Item) -> object | None:
