@@ -584,7 +584,7 @@ class ReplicatedLog:
         # changes online (raft_membership.py).
         members = starting_members(
             config.data_dir, config.self_address, config.peer_addresses, dump_path,
-            list(self._journal.entries()),
+            self._journal.entries(),
         )
         config = self._config = replace(config, peer_addresses=tuple(members))
         self._in_flight = asyncio.Semaphore(config.max_in_flight)

@@ -81,7 +81,7 @@ import os
 import struct
 import zlib
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -371,9 +371,9 @@ class DurableJournal(Journal):
         return list(zip(commands, self._indexes[start:stop], self._terms[start:stop],
                         strict=True))
 
-    def entries(self) -> Iterator[Entry]:
+    def entries(self) -> list[Entry]:
         """Every entry, oldest first, without the cap open-ended slices have."""
-        return iter(self._entries_between(0, len(self._indexes)))
+        return self._entries_between(0, len(self._indexes))
 
     def __getitem__(self, item: Any) -> Any:
         count = len(self._indexes)

@@ -423,7 +423,7 @@ def test_journal_keeps_only_recent_commands_in_memory_and_reads_the_rest_back(
     assert [journal[position] for position in range(100)] == expected
     assert journal[-1] == expected[-1] and journal[-95] == expected[5]
     assert journal[3:60] == expected[3:60] and journal[95:] == expected[95:]
-    assert list(journal.entries()) == expected
+    assert journal.entries() == expected
 
     # "From here to the end" reaching into the file stops after FILE_SLICE_BYTES:
     # pysyncobj sends one 64 KB batch of it, and the rest is asked for again.
@@ -440,7 +440,7 @@ def test_journal_keeps_only_recent_commands_in_memory_and_reads_the_rest_back(
     journal._destroy()
 
     reopened = DurableJournal(path, tmp_path / "raft.dump", memory_entries=8)
-    assert list(reopened.entries()) == expected[40:90] + [(b"other-91", 91, 99)]
+    assert reopened.entries() == expected[40:90] + [(b"other-91", 91, 99)]
     assert sum(command is not None for command in reopened._commands) == 2 + 8
     reopened._destroy()
 
