@@ -334,7 +334,7 @@ class ReplicationState:
 
     def _record(self, command: object) -> None:
         self.sequence += 1
-        self._changelog.append(Change(self.sequence, command))
+        self._changelog.append(Change(self.sequence, self.inner.keys.shared_form(command)))
         if self.on_change is not None:
             self.on_change(self.sequence)
 

@@ -453,6 +453,28 @@ class KeyStore:
             self._objects[(obj.scope, obj.uid)] = outcome
             return Applied(obj.uid)
 
+    def shared_form(self, command: object) -> object:
+        """The command with its few-valued attributes taken from the store's pools.
+
+        For the replication changelog (cluster/replication_state.py), which keeps the
+        last 10,000 commands: a Create's own copies of its algorithm, length, flags and
+        usage mask were most of its 2.8 KB there, all of them already held once here.
+        Equal values, so a secondary receives and applies the same command.
+        """
+        with self._lock:
+            return self._shared_form(command)
+
+    def _shared_form(self, command: object) -> object:
+        if isinstance(command, CreateObject):
+            return self._shared_create(command)
+        if isinstance(command, CreateObjects):
+            return replace(command,
+                           objects=tuple(self._shared_create(one) for one in command.objects))
+        return command
+
+    def _shared_create(self, command: CreateObject) -> CreateObject:
+        return replace(command, attributes=tuple(self._share(a) for a in command.attributes))
+
     def drop_scope(self, scope: ScopeName) -> int:
         """Forget every object of ``scope`` (a forced scope deletion); how many went.
 

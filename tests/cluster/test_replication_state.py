@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import pytest
 
@@ -24,10 +25,20 @@ from keyquorum.cluster.replication_state import (
     ReplicationState,
 )
 from keyquorum.cluster.seal import Seal
-from keyquorum.cluster.state import Applied, CreateObject, Destroy, NoOp, Rejected, ScopeName
+from keyquorum.cluster.state import (
+    Applied,
+    CreateObject,
+    Destroy,
+    NoOp,
+    Rejected,
+    ScopeName,
+    StoredAttribute,
+    attribute_value,
+)
 from keyquorum.cluster.tenancy import CreateScope, Done, Refused
 from keyquorum.kmip.objects import UniqueIdentifier
 from keyquorum.kmip.tables import ObjectType
+from keyquorum.kmip.ttlv import ItemType
 
 SCOPE = ScopeName("default")
 CA = CertificateAuthority(b"ca", b"key")
@@ -78,6 +89,28 @@ def test_the_changelog_is_bounded_and_an_older_gap_asks_for_a_snapshot() -> None
     sequence, data = state.snapshot_at()
     assert sequence == 11
     replication_wire.check_snapshot(data)
+
+
+def test_the_changelog_holds_a_create_in_the_attributes_the_store_shares() -> None:
+    state = primary()
+    algorithm = StoredAttribute("Cryptographic Algorithm",
+                                attribute_value(ItemType.ENUMERATION, 3))
+    label = StoredAttribute("x-label", attribute_value(ItemType.TEXT_STRING, "mine"))
+    commands = [replace(create(uid), attributes=(
+        StoredAttribute("Cryptographic Algorithm", attribute_value(ItemType.ENUMERATION, 3)),
+        label)) for uid in ("a", "b")]
+    for command in commands:
+        state.apply(command)
+
+    logged = [change.command for change in state.changes_after(1) or []]
+    assert logged == commands  # what a secondary receives is the command as applied
+    assert isinstance(logged[0], CreateObject) and isinstance(logged[1], CreateObject)
+    stored = state.keys.get(SCOPE, "a")
+    assert stored is not None and stored.first("Cryptographic Algorithm") == algorithm.value
+    # One copy of the algorithm among the store and both logged commands.
+    assert logged[0].attributes[0] is logged[1].attributes[0]
+    assert any(a is logged[0].attributes[0] for a in stored.attributes)
+    assert logged[1].attributes[1].value.value == "mine"
 
 
 def test_the_sequence_and_changelog_survive_a_dump() -> None:
