@@ -52,13 +52,19 @@ class Wakeup:
             pass  # the pipe is full of wake-ups the tick thread has yet to read
 
     def _drain(self, descriptor: int, event: int) -> None:
-        self._pending = False
-        self.woken = True
+        # Empty the pipe before clearing the flag. The other order loses wake-ups: a wake
+        # between the two writes a byte that this read swallows, and the flag then stays
+        # set over an empty pipe, so no later wake writes again and every command and
+        # read on the node waits out the poll (measured: 2 ms on each read).
+        # In this order, a wake that sees the flag still set queued its work before the
+        # flag cleared, and the tick that follows this drain takes that work.
         try:
             while os.read(self._read_end, 4096):
                 pass
         except BlockingIOError:
             pass
+        self.woken = True
+        self._pending = False
 
     def close(self) -> None:
         os.close(self._read_end)

@@ -229,6 +229,39 @@ def test_a_submit_cuts_the_tick_threads_poll_short() -> None:
         wakeup.close()
 
 
+def test_a_wake_during_the_drain_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The asyncio side may wake while the tick thread is emptying the pipe. Whatever the
+    # moment, a later wake must still cut the poll short; once lost, every read on the
+    # node waited for the poll to time out.
+    poller = createPoller("auto")
+    wakeup = Wakeup()
+    real_read = os.read
+    woke_inside = []
+
+    def read_then_wake(descriptor: int, size: int) -> bytes:
+        data = real_read(descriptor, size)
+        if not woke_inside:
+            woke_inside.append(True)
+            wakeup.wake()  # another thread's wake, between the reads of the drain
+        return data
+
+    try:
+        wakeup.subscribe(poller)
+        wakeup.wake()
+        monkeypatch.setattr(raft_tick.os, "read", read_then_wake)
+        poller.poll(30.0)
+        monkeypatch.setattr(raft_tick.os, "read", real_read)
+        assert woke_inside and wakeup.woken
+
+        # Either that wake left its byte in the pipe, or the next wake writes one.
+        wakeup.woken = False
+        wakeup.wake()
+        poller.poll(5.0)
+        assert wakeup.woken
+    finally:
+        wakeup.close()
+
+
 def test_tick_is_fast_while_there_is_work_and_slows_when_idle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
