@@ -26,11 +26,15 @@ carries every command queued during a tick, and one fsync covers it (hazard 2).
 ------------------
 pysyncobj's journal writes through an mmap and never syncs. ``raft_journal.DurableJournal``
 appends without syncing and ``raft_transport.DurableTransport`` syncs it once before any
-message leaves the node; term and vote are fsynced when they change. What an
-acknowledgement guarantees: when ``submit`` returns a result, the command is in the
-journal of a majority of nodes and was fdatasynced on each of them before that node told
-anyone, so it survives the loss (or power failure) of any minority; and this node has
-applied it. ``read_barrier`` gives the same for everything committed before the read.
+acknowledgement or vote leaves the node; term and vote are fsynced when they change. The
+leader sends its appends first and syncs right after (``_RaftCore._checkCommandsToApply``),
+so that it writes while its followers do, and it syncs again before it counts itself
+toward a commit (``_RaftCore._onTick``); a node alone in its cluster syncs there too, as
+it sends nothing. What an acknowledgement guarantees: when ``submit`` returns a result,
+the command is in the journal of a majority of nodes and was fdatasynced on each of them
+before that node vouched for it, so it survives the loss (or power failure) of any
+minority; and this node has applied it. ``read_barrier`` gives the same for everything
+committed before the read.
 
 3. Followers truncate entries they already acknowledged
 -------------------------------------------------------
@@ -457,6 +461,7 @@ class _RaftCore(SyncObj):
         # Set before SyncObj.__init__: its tick thread may start applying at once, and the
         # transport it creates hands ReadIndex's messages to read_index.
         self._applier = applier
+        self._journal: DurableJournal = conf.journalFile
         self._replaying = replaying
         self._cipher = TransportCipher(config.password) if conf.password is None else None
         self.wakeup = Wakeup()
@@ -477,6 +482,22 @@ class _RaftCore(SyncObj):
     @property
     def tick_is_fast(self) -> bool:
         return self._pacer.fast
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 (pysyncobj's)
+        # The tick starts by counting the leader toward commits for every entry it holds,
+        # so those must be durable here: the appends that left before their sync
+        # (raft_transport.py) and, for a node alone in its cluster, which sends nothing
+        # that would sync, whatever it appended.
+        self._journal.sync_if_deferred()
+        if not self.otherNodes:
+            self._journal.sync()
+        super()._onTick(timeToWait)
+
+    def _checkCommandsToApply(self) -> None:  # noqa: N802 (pysyncobj's name)
+        # pysyncobj calls this right after sending the tick's appends: sync now, while
+        # the followers write the same entries, and before this tick's new commands.
+        self._journal.sync_if_deferred()
+        super()._checkCommandsToApply()
 
     def _on_tick(self) -> None:
         if self._replaying:

@@ -1,14 +1,18 @@
 """The Raft transport: pysyncobj's TCP transport, made to keep two promises.
 
-1. Nothing about the log leaves this node before the journal is durable. ``send`` syncs
-   the journal (one fdatasync covering every entry appended since the last message, nothing
-   when none was) and only then hands the message to TCPTransport, so appends, their
-   acknowledgements and votes never speak of an entry this node could still lose in a
-   crash. See raft_journal for why appends themselves do not sync. Two message types are
-   exempt because they claim nothing about anyone's log: a follower forwarding a command
-   to the leader, and the leader's reply saying at which index it queued that command.
-   Syncing for that reply cost one fdatasync per forwarded command, which made writes
-   through a follower several times slower than through the leader.
+1. No acknowledgement or vote leaves this node before the journal is durable. ``send``
+   syncs the journal (one fdatasync covering every entry appended since the last message,
+   nothing when none was) and only then hands the message to TCPTransport, so no peer
+   hears this node vouch for an entry it could still lose in a crash. See raft_journal
+   for why appends to the journal do not sync. Two message types are exempt because they
+   claim nothing about anyone's log: a follower forwarding a command to the leader, and
+   the leader's reply saying at which index it queued that command. Syncing for that
+   reply cost one fdatasync per forwarded command, which made writes through a follower
+   several times slower than through the leader.
+   The leader's appends leave before its sync (``DurableJournal.defer_sync``), so that
+   its followers write a batch while it does: a Create then waits for one fdatasync
+   instead of the leader's and then a follower's. The sync follows in the same tick
+   (``_RaftCore``), before the leader next counts itself toward a commit.
 
 2. A follower commits only what the leader's append verified. Raft lets a follower
    advance its commit index to min(leaderCommit, index of the last new entry); pysyncobj
@@ -38,6 +42,9 @@ CLAIMS_NOTHING_DURABLE = frozenset(
 )
 
 
+APPEND_ENTRIES = "append_entries"
+
+
 class DurableTransport(TCPTransport):
     """TCPTransport that syncs the journal before sending and caps followers' commits."""
 
@@ -50,7 +57,10 @@ class DurableTransport(TCPTransport):
         super().__init__(syncObj, selfNode, otherNodes)
 
     def send(self, node: Any, message: Any) -> bool:
-        if not (isinstance(message, dict) and message.get("type") in CLAIMS_NOTHING_DURABLE):
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == APPEND_ENTRIES:
+            self._journal.defer_sync()  # only a leader sends these
+        elif kind not in CLAIMS_NOTHING_DURABLE:
             self._journal.sync()
         return self._deliver(node, message)
 
@@ -61,7 +71,7 @@ class DurableTransport(TCPTransport):
     def _onMessageReceived(self, node: Any, message: Any) -> None:  # noqa: N802
         if isinstance(message, dict):
             kind = message.get("type")
-            if kind == "append_entries":
+            if kind == APPEND_ENTRIES:
                 _cap_commit_index(message)
             elif kind in READ_INDEX_MESSAGES:
                 self._read_index.on_message(node, message)

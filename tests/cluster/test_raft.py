@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -353,14 +354,25 @@ def test_paused_and_deposed_leader_never_serves_a_stale_read(make_cluster: Any) 
 # -- hazard 2: it never fsyncs ---------------------------------------------------------------
 
 
-class RecordingTransport(DurableTransport):
-    """Notes, for every message about to hit a socket, whether the journal was durable."""
+@dataclass(frozen=True)
+class Sent:
+    """A message about to hit a socket, and how durable the sender's journal was."""
 
-    sent: list[tuple[str, bool]] = []
+    kind: str
+    unsynced: bool  # the journal held entries or a truncation not yet synced
+    commit_index: int | None  # what an append said the leader had committed
+    durable_index: int  # the sender's journal was on disk up to here
+
+
+class RecordingTransport(DurableTransport):
+    sent: list[Sent] = []
 
     def _deliver(self, node: Any, message: Any) -> bool:
         kind = message.get("type", "?") if isinstance(message, dict) else "handshake"
-        RecordingTransport.sent.append((kind, self._journal.has_unsynced_changes))
+        commit = message.get("commit_index") if isinstance(message, dict) else None
+        RecordingTransport.sent.append(Sent(
+            kind, self._journal.has_unsynced_changes, commit, self._journal.durable_index,
+        ))
         return super()._deliver(node, message)
 
 
@@ -379,7 +391,7 @@ class MemoryMachine:
         self.values = json.loads(data)
 
 
-def test_journal_is_synced_before_any_message_leaves_the_node(tmp_path: Path) -> None:
+def test_no_acknowledgement_or_commit_runs_ahead_of_the_journal(tmp_path: Path) -> None:
     addresses = tuple(f"127.0.0.1:{port}" for port in free_ports(3))
     RecordingTransport.sent = []
 
@@ -404,10 +416,40 @@ def test_journal_is_synced_before_any_message_leaves_the_node(tmp_path: Path) ->
     results = asyncio.run(scenario())
 
     assert sorted(results) == list(range(1, 61))
-    kinds = {kind for kind, _ in RecordingTransport.sent}
+    sent = RecordingTransport.sent
+    kinds = {message.kind for message in sent}
     assert {"append_entries", "next_node_idx", "request_vote", "response_vote"} <= kinds
-    unsynced = {kind for kind, dirty in RecordingTransport.sent if dirty}
-    assert unsynced <= CLAIMS_NOTHING_DURABLE  # forwarded commands and where they were queued
+
+    # Acknowledgements and votes leave only once the journal is durable; forwarded
+    # commands and where they were queued claim nothing.
+    unsynced = {m.kind for m in sent if m.unsynced and m.kind != "append_entries"}
+    assert unsynced <= CLAIMS_NOTHING_DURABLE
+
+    # The leader's appends go out before its own sync, so that its followers write at
+    # the same time; it never counts itself toward a commit beyond what it synced.
+    appends = [m for m in sent if m.kind == "append_entries" and m.commit_index is not None]
+    assert any(m.unsynced for m in appends)
+    assert all(m.commit_index <= m.durable_index for m in appends)
+
+
+def test_a_node_alone_syncs_before_it_answers(tmp_path: Path) -> None:
+    # With no peers no message ever leaves, so nothing else would sync: a single-node
+    # cluster used to answer writes that were only in the page cache.
+    address = f"127.0.0.1:{free_ports(1)[0]}"
+
+    async def scenario() -> ReplicatedLog:
+        raft_log = ReplicatedLog(RaftConfig(address, (address,), tmp_path, SECRET),
+                                 MemoryMachine())
+        try:
+            for i in range(5):
+                await raft_log.submit(("v", i), f"r{i}", timeout=10)
+                assert raft_log._journal.durable_index >= raft_log.status().commit_index
+        finally:
+            raft_log.close()
+        return raft_log
+
+    raft_log = asyncio.run(scenario())
+    assert raft_log._journal.counters.syncs >= 1
 
 
 def test_journal_survives_kill_and_drops_a_torn_tail(tmp_path: Path) -> None:
