@@ -328,11 +328,18 @@ class _RequestTable:
 
 
 class _Waiters:
-    """Futures on this node waiting for a key to be applied; safe across threads."""
+    """Futures on this node waiting for a key to be applied; safe across threads.
+
+    The tick thread resolves them in bursts (a batch of applied commands, a round of
+    reads). Each wake of an event loop from another thread is a write to its self-pipe,
+    so the outcomes of a burst wait in one outbox per loop and a single wake settles
+    them all: on a leader under Creates, a wake per future was 5% of its CPU.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[Hashable, list[tuple[asyncio.AbstractEventLoop, asyncio.Future]]] = {}
+        self._outboxes: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, object]]] = {}
 
     def add(self, key: Hashable, loop: asyncio.AbstractEventLoop) -> asyncio.Future[object]:
         future: asyncio.Future[object] = loop.create_future()
@@ -353,15 +360,23 @@ class _Waiters:
             return list(self._waiting)
 
     def resolve(self, key: Hashable, result: object) -> None:
+        to_wake = []
         with self._lock:
-            waiting = self._waiting.pop(key, [])
-        for loop, future in waiting:
-            loop.call_soon_threadsafe(_settle, future, result)
+            for loop, future in self._waiting.pop(key, []):
+                outbox = self._outboxes.setdefault(loop, [])
+                outbox.append((future, result))
+                if len(outbox) == 1:
+                    to_wake.append(loop)  # an outbox with more in it is already due
+        for loop in to_wake:
+            loop.call_soon_threadsafe(self._settle_outbox, loop)
 
-
-def _settle(future: asyncio.Future[object], result: object) -> None:
-    if not future.done():
-        future.set_result(result)
+    def _settle_outbox(self, loop: asyncio.AbstractEventLoop) -> None:
+        # On the loop's thread. What arrives after the pop opens a new outbox, and wakes.
+        with self._lock:
+            outbox = self._outboxes.pop(loop, [])
+        for future, result in outbox:
+            if not future.done():
+                future.set_result(result)
 
 
 class _Applier:
@@ -876,6 +891,11 @@ class ReplicatedLog:
         self._core.end_replay()
         self._core.wakeup.close()
         log.info("raft_closed self=%s", self._config.self_address)
+
+
+def _settle(future: asyncio.Future[object], result: object) -> None:
+    if not future.done():
+        future.set_result(result)
 
 
 def _failure_reporter(

@@ -34,6 +34,7 @@ from keyquorum.cluster.raft import (
     RaftConfig,
     ReplicatedLog,
     _RequestTable,
+    _Waiters,
 )
 from keyquorum.cluster.raft_cipher import TransportCipher
 from keyquorum.cluster.raft_journal import MEMORY_ENTRIES, DurableJournal
@@ -261,6 +262,45 @@ def test_a_wake_during_the_drain_is_not_lost(monkeypatch: pytest.MonkeyPatch) ->
         assert wakeup.woken
     finally:
         wakeup.close()
+
+
+def test_a_burst_of_outcomes_wakes_the_event_loop_once() -> None:
+    # The tick thread resolves a whole batch of commands or reads at a time; each wake of
+    # the loop from another thread costs a write to its self-pipe.
+    def on_another_thread(work: Callable[[], None]) -> None:
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()  # the loop waits here: the outcomes only queue until it runs again
+
+    async def scenario() -> tuple[list[object], int, object, int]:
+        loop = asyncio.get_running_loop()
+        waiters = _Waiters()
+        wakes = []
+        real_call = loop.call_soon_threadsafe
+
+        def counting_call(callback: Any, *args: Any) -> Any:
+            wakes.append(callback)
+            return real_call(callback, *args)
+
+        loop.call_soon_threadsafe = counting_call  # type: ignore[method-assign]
+        futures = [waiters.add(("request", str(i)), loop) for i in range(5)]
+        waiters.add(("request", "nobody resolves this"), loop)
+        on_another_thread(lambda: [waiters.resolve(("request", str(i)), i * 10)
+                                   for i in range(5)])
+        burst_wakes = len(wakes)
+        results = list(await asyncio.gather(*futures))
+
+        # A later outcome opens a new outbox and wakes the loop again.
+        late = waiters.add(("request", "late"), loop)
+        on_another_thread(lambda: waiters.resolve(("request", "late"), "late result"))
+        return results, burst_wakes, await asyncio.wait_for(late, 5), len(wakes)
+
+    results, burst_wakes, late, all_wakes = asyncio.run(scenario())
+
+    assert results == [0, 10, 20, 30, 40]
+    assert burst_wakes == 1
+    assert late == "late result"
+    assert all_wakes == 2
 
 
 def test_tick_is_fast_while_there_is_work_and_slows_when_idle(
