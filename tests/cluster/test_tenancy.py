@@ -361,6 +361,64 @@ def test_a_revoked_credential_is_refused_by_all_three_nodes_within_a_second(
     assert looked_up["revoked"] is True
 
 
+def discover_versions_resuming(cluster: Cluster, node_id: str, context: ssl.SSLContext,
+                               session: ssl.SSLSession | None
+                               ) -> tuple[ssl.SSLSession | None, bool, bool]:
+    """Discover Versions on a new connection offering ``session`` for resumption: the
+    session to offer next, whether the node resumed it, whether it answered."""
+    node = cluster.nodes[node_id]
+    message = encode_message(request(
+        (Operation.DISCOVER_VERSIONS, DiscoverVersionsRequestPayload())))
+    with socket.create_connection((node.kmip_host, node.kmip_port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=node.kmip_host,
+                                 session=session) as tls:
+            resumed = tls.session_reused
+            try:
+                tls.sendall(message)
+                response(read_message(tls))
+            except (OSError, ssl.SSLError, EOFError):
+                return None, resumed, False
+            # TLS 1.3 sends its session tickets after the handshake: read with the answer.
+            return tls.session, resumed, True
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_a_revoked_credential_cannot_come_back_by_resuming_its_tls_session(
+    cluster: Cluster, admin: httpx.Client, files: Path, version: ssl.TLSVersion
+) -> None:
+    # Java clients such as vCenter resume TLS sessions, and a resumed handshake checks no
+    # certificate. Admission must still judge the certificate the session was made with.
+    scope, credential = tenant(admin, files, {"operation_all": True})
+    context = client_context(cluster, credential)
+    context.maximum_version = version
+    sessions = {}
+    for node_id in cluster.nodes:
+        session, _, answered = discover_versions_resuming(cluster, node_id, context, None)
+        assert answered and session is not None
+        session, resumed, answered = discover_versions_resuming(
+            cluster, node_id, context, session)
+        assert resumed and answered, f"{node_id} did not resume a good client's session"
+        sessions[node_id] = session
+
+    ok(admin.post(f"/v1/kmip/scope/{scope}/role/r/credential/revoke",
+                  json={"serial_number": credential.serial}))
+
+    def refusals() -> dict[str, bool] | None:
+        """Whether each node resumed the session it then refused; None if one answered."""
+        resumed_then_refused = {}
+        for node_id, session in sessions.items():
+            _, resumed, answered = discover_versions_resuming(
+                cluster, node_id, context, session)
+            if answered:
+                return None
+            resumed_then_refused[node_id] = resumed
+        return resumed_then_refused
+
+    last = wait_for(refusals, timeout=5,
+                    what="every node to refuse the revoked client's resumed sessions")
+    assert all(last.values()), f"refused without resuming, proving nothing: {last}"
+
+
 def test_a_follower_behind_admits_a_credential_generated_a_moment_ago(
     cluster: Cluster, admin: httpx.Client, files: Path
 ) -> None:
