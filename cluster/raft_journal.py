@@ -356,7 +356,8 @@ class DurableJournal(Journal):
         for column in (self._indexes, self._terms, self._offsets, self._commands):
             del column[:entry_to]
         self._offsets = array("q", (offset - shift for offset in self._offsets))
-        self._dirty = False
+        self._dirty = False  # the rewrite was fsynced, tail included
+        self.durable_index = self._indexes[-1] if self._indexes else self.durable_index
         self._load_window()
 
     def _load_window(self) -> None:
