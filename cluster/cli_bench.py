@@ -40,6 +40,9 @@ def register(cli: click.Group) -> None:
               help="Seconds to run.")
 @click.option("--new-connection", is_flag=True,
               help="Open a new TLS connection for every request (as vCenter does).")
+@click.option("--resume-sessions", is_flag=True,
+              help="With --new-connection: offer each server the TLS session of the last "
+                   "connection to it, as Java clients such as vCenter do.")
 @click.option("--rate", type=click.FloatRange(min=0.1), default=None,
               help="Requests a second over all connections; default: as fast as answered.")
 @click.option("--requests", type=click.IntRange(min=1), default=None,
@@ -50,8 +53,8 @@ def register(cli: click.Group) -> None:
               help="How many keys get, locate and encrypt cycle over.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def bench(servers: str, ca: Path, cert: Path, key: Path, op: str, connections: int,
-          duration: float, new_connection: bool, rate: float | None, requests: int | None,
-          processes: int, keys: int, as_json: bool) -> None:
+          duration: float, new_connection: bool, resume_sessions: bool, rate: float | None,
+          requests: int | None, processes: int, keys: int, as_json: bool) -> None:
     """Drive KMIP servers with load; print throughput, latencies and errors by reason.
 
     Works against any KMIP server that speaks KMIP 1.2 over mutual TLS. Exits 1 when
@@ -61,7 +64,8 @@ def bench(servers: str, ca: Path, cert: Path, key: Path, op: str, connections: i
         options = LoadOptions(
             servers=parse_servers(servers), ca=ca, cert=cert, key=key, op=op,
             connections=connections, duration_seconds=duration, new_connection=new_connection,
-            processes=processes, rate=rate, requests=requests, keys=keys,
+            resume_sessions=resume_sessions, processes=processes, rate=rate, requests=requests,
+            keys=keys,
         )
     except ValueError as error:
         raise click.BadParameter(str(error)) from error
@@ -100,6 +104,9 @@ def format_report(report: LoadReport) -> str:
         f"client CPU  {report.client_cpu_us_per_request:.0f} us/request "
         f"({report.client_cpu_seconds / report.duration_seconds:.0%} of a core)",
     ]
+    if report.new_connection:
+        lines.append(f"TLS         {report.resumed_sessions:,} of {report.requests:,} "
+                     "connections resumed a session")
     if report.errors:
         lines.append("errors      " + ", ".join(f"{name} {count:,}"
                                                  for name, count in report.errors.items()))

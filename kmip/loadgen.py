@@ -112,6 +112,9 @@ class LoadOptions:
     connections: int
     duration_seconds: float
     new_connection: bool = False
+    # With new_connection: offer each server the TLS session of the last connection to
+    # it, as Java clients such as vCenter do, so that handshakes are abbreviated.
+    resume_sessions: bool = False
     # 0 picks one process per core, at most one per connection (see ``process_count``).
     processes: int = 0
     # Total requests a second over all connections; None sends as fast as answered.
@@ -130,6 +133,8 @@ class LoadOptions:
             raise ValueError("connections, duration and keys must be positive")
         if self.rate is not None and self.rate <= 0:
             raise ValueError("rate must be positive")
+        if self.resume_sessions and not self.new_connection:
+            raise ValueError("resuming sessions needs a new connection per request")
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,8 @@ class LoadReport:
     connections: int
     new_connection: bool
     processes: int
+    # Connections on which the server resumed the offered TLS session.
+    resumed_sessions: int
     rate: float | None
     duration_seconds: float  # as run: shorter than asked when the request budget ran out
     requests: int  # answered, successfully or not
@@ -367,6 +374,7 @@ class _WorkerResult:
     latencies: bytes = b""  # array("d") of seconds
     cpu_seconds: float = 0.0
     finished_at: float = 0.0  # monotonic: the last answer, or the deadline
+    resumed_sessions: int = 0
 
 
 def run_load(
@@ -465,6 +473,7 @@ def _merge(options: LoadOptions, processes: int, results: list[_WorkerResult],
         connections=options.connections,
         new_connection=options.new_connection,
         processes=processes,
+        resumed_sessions=sum(result.resumed_sessions for result in results),
         rate=options.rate,
         duration_seconds=elapsed,
         requests=answered,
@@ -563,6 +572,36 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
+    def tls_session(self) -> tuple[ssl.SSLSession | None, bool]:
+        """The connection's TLS session, and whether the server resumed it."""
+        ssl_object = self._transport.get_extra_info("ssl_object") if self._transport else None
+        if ssl_object is None:
+            return None, False
+        return ssl_object.session, ssl_object.session_reused
+
+
+class _ResumingContext(ssl.SSLContext):
+    """A client context that offers its server the session it was last given.
+
+    asyncio has no way to hand a session to one connection, but it makes each
+    connection's SSL object through the context: this one adds the session there.
+    """
+
+    offered: ssl.SSLSession | None = None
+
+    def wrap_bio(self, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
+                 server_side: bool = False, server_hostname: str | bytes | None = None,
+                 session: ssl.SSLSession | None = None) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, server_hostname,
+                                session if session is not None else self.offered)
+
+
+def resuming_context(ca: Path, cert: Path, key: Path) -> _ResumingContext:
+    context = _ResumingContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies chain and host name
+    context.load_verify_locations(cafile=str(ca))
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
 
 class _Worker:
     def __init__(self, options: LoadOptions, plan: list[bytes], share: list[int],
@@ -574,6 +613,11 @@ class _Worker:
         self.worker = worker
         self.done_counts = done_counts
         self.context: ssl.SSLContext = client_context(options.ca, options.cert, options.key)
+        # A session belongs to one server: one resuming context for each.
+        self.resuming = {
+            server: resuming_context(options.ca, options.cert, options.key)
+            for server in options.servers
+        } if options.resume_sessions else {}
         self.result = _WorkerResult()
         self.latencies = array("d")
         self.opened: list[_Connection] = []  # pruned as connections close
@@ -584,11 +628,18 @@ class _Worker:
     async def connect(self, connection: int) -> _Connection:
         host, port = self.server_of(connection)
         loop = asyncio.get_running_loop()
+        context = self.resuming.get((host, port), self.context)
         _, protocol = await loop.create_connection(
-            _Connection, host, port, ssl=self.context, server_hostname=host
+            _Connection, host, port, ssl=context, server_hostname=host
         )
         self.opened.append(protocol)
         return protocol
+
+    def _keep_session(self, connection: int, fresh: _Connection) -> None:
+        session, resumed = fresh.tls_session()
+        self.result.resumed_sessions += resumed
+        if session is not None:
+            self.resuming[self.server_of(connection)].offered = session
 
     async def run(self, pipe: Any) -> _WorkerResult:
         # Persistent connections are opened before the clock starts.
@@ -668,6 +719,9 @@ class _Worker:
                     fresh = await self.connect(connection)
                     try:
                         frame = await fresh.exchange(request)
+                        if options.resume_sessions:
+                            # TLS 1.3 tickets come after the handshake: read after the answer.
+                            self._keep_session(connection, fresh)
                     finally:
                         fresh.close()
                         if len(self.opened) > 1000:

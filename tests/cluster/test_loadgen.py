@@ -71,6 +71,21 @@ def test_the_mix_runs_every_operation(cluster: Cluster) -> None:
     assert (report.requests, report.succeeded, report.errors) == (60, 60, {})
 
 
+def test_new_connections_resume_the_session_of_the_last_one_when_asked(
+    cluster: Cluster,
+) -> None:
+    # Three connections, one to each node: only each one's first handshake is full.
+    resuming = run_load(options(cluster, op="get", new_connection=True, resume_sessions=True,
+                                requests=30, keys=3))
+    full = run_load(options(cluster, op="get", new_connection=True, requests=9, keys=3))
+
+    assert (resuming.requests, resuming.succeeded, resuming.errors) == (30, 30, {})
+    assert resuming.resumed_sessions == 30 - 3
+    assert (full.succeeded, full.resumed_sessions) == (9, 0)
+    with pytest.raises(ValueError, match="new connection"):
+        options(cluster, resume_sessions=True)
+
+
 def test_a_paced_run_keeps_to_its_rate(cluster: Cluster) -> None:
     report = run_load(options(cluster, op="create", rate=20, duration_seconds=1.5))
 
