@@ -10,8 +10,9 @@ election timeouts (0.4-1.4 s) stay many idle heartbeats long.
 
 Work arrives in two ways. Messages from peers wake the poll by themselves. Commands and
 reads from this node's asyncio side are put on queues, so ``Wakeup`` gives that side a
-pipe to cut the poll short; the tick after it sees the work, switches to fast and sends
-the first append at once instead of when the idle period would have.
+pipe to cut the poll short. A command is in the log by the end of the tick after the
+wake, which switches to fast and sends the first append at once instead of when the idle
+period would have. Reads need no fast pace (raft.py, ``_has_work``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ class Wakeup:
         os.set_blocking(self._write_end, False)
         self._pending = False  # a byte is in the pipe, not yet drained
         self._subscribed = False
-        self.woken = False  # drained since the pacer last looked
 
     def subscribe(self, poller: Any) -> None:
         """On the tick thread: let the pipe end pysyncobj's poll."""
@@ -63,7 +63,6 @@ class Wakeup:
                 pass
         except BlockingIOError:
             pass
-        self.woken = True
         self._pending = False
 
     def close(self) -> None:

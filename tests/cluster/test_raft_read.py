@@ -120,6 +120,83 @@ def test_concurrent_reads_share_one_round() -> None:
     assert outcomes == {"r1": None, "r2": None, "r3": None}
 
 
+def test_reads_during_a_round_share_the_next_one_sent_once_it_is_confirmed() -> None:
+    view = FakeView()
+    reads, outcomes = make(view)
+    reads.request("r1")
+    reads.on_tick()
+    first = view.take(PROBE)[0][1]
+
+    # Two more ticks with reads while the first round is in flight: no probes yet.
+    view.commit = 11
+    reads.request("r2")
+    reads.on_tick()
+    reads.request("r3")
+    reads.on_tick()
+    assert view.take(PROBE) == []
+    assert outcomes == {}
+
+    # Its acknowledgement answers r1 and sends one round for both of the others, whose
+    # index is taken then: after they arrived, never before.
+    ack(reads, "b", first)
+    view.commit = 12
+    reads.on_tick()
+    assert outcomes == {"r1": None}
+    second = view.take(PROBE)
+    assert len(second) == 2 and second[0][1]["round"] == first["round"] + 1
+
+    view.applied = 11
+    ack(reads, "c", second[1][1])
+    reads.on_tick()
+    assert outcomes == {"r1": None}  # their index is 12, not the 11 of their arrival
+    view.applied = 12
+    reads.on_tick()
+    assert outcomes == {"r1": None, "r2": None, "r3": None}
+    assert not reads.busy()
+
+
+def test_follower_keeps_one_request_at_the_leader() -> None:
+    follower = FakeView(leader=False)
+    reads, outcomes = make(follower)
+    reads.request("r1")
+    reads.on_tick()
+    [(_, first)] = follower.take(INDEX_REQUEST)
+
+    reads.request("r2")
+    reads.on_tick()
+    reads.request("r3")
+    reads.on_tick()
+    assert follower.take(INDEX_REQUEST) == []  # they wait for the answer in flight
+
+    reads.on_message("b", {"type": INDEX_RESPONSE, "id": first["id"], "index": 10})
+    reads.on_tick()
+    assert outcomes == {"r1": None}
+    [(to, second)] = follower.take(INDEX_REQUEST)
+    assert to == "b" and second["id"] != first["id"]
+
+    reads.on_message("b", {"type": INDEX_RESPONSE, "id": second["id"], "index": 10})
+    reads.on_tick()
+    assert outcomes == {"r1": None, "r2": None, "r3": None}
+
+
+def test_reads_waiting_behind_a_request_go_to_the_new_leader() -> None:
+    follower = FakeView(leader=False)
+    reads, outcomes = make(follower)
+    reads.request("r1")
+    reads.on_tick()
+    follower.take(INDEX_REQUEST)
+    reads.request("r2")
+    reads.on_tick()
+
+    # The leader changed: the request in flight fails (its reads retry), the waiting read
+    # goes to the new leader at once.
+    follower.leader_node = "c"
+    reads.on_tick()
+    assert outcomes == {"r1": ReadFailed("leader_changed")}
+    [(to, _)] = follower.take(INDEX_REQUEST)
+    assert to == "c"
+
+
 def test_read_waits_for_an_entry_of_the_leaders_term_and_for_its_index_to_apply() -> None:
     view = FakeView()
     view.own_term_committed = False
