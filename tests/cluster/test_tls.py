@@ -33,10 +33,15 @@ class Handshake:
     version: str | None
     identity: ClientIdentity | None
     server_error: BaseException | None
+    session: ssl.SSLSession | None = None
+    resumed: bool = False
 
 
-def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> Handshake:
-    """Connect `client` to `server` once; the server answers one byte, then hangs up."""
+def _handshake(
+    server: ssl.SSLContext, client: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> Handshake:
+    """Connect `client` to `server` once, offering `session` for resumption; the server
+    answers one byte, then hangs up."""
     seen: dict[str, Any] = {}
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
@@ -53,20 +58,27 @@ def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> Handshake:
 
     thread = threading.Thread(target=serve)
     thread.start()
-    cipher = version = None
+    cipher = version = new_session = None
+    resumed = False
     try:
         with socket.create_connection(("127.0.0.1", port), TIMEOUT_SECONDS) as raw:
-            with client.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                # Under TLS 1.3 a refused client certificate shows only on the first read.
+            with client.wrap_socket(
+                raw, server_hostname="127.0.0.1", session=session
+            ) as tls:
+                # Under TLS 1.3 a refused client certificate shows only on the first read,
+                # and the session tickets arrive before that byte.
                 negotiated = tls.cipher()
                 if tls.recv(1) == b"k" and negotiated is not None:
                     cipher, version = negotiated[0], tls.version()
+                    new_session, resumed = tls.session, tls.session_reused
     except (ssl.SSLError, OSError):
         pass
     finally:
         thread.join(TIMEOUT_SECONDS)
         listener.close()
-    return Handshake(cipher, version, seen.get("identity"), seen.get("error"))
+    return Handshake(
+        cipher, version, seen.get("identity"), seen.get("error"), new_session, resumed
+    )
 
 
 def _tls12_client(pki: Any, ciphers: str) -> ssl.SSLContext:
@@ -90,6 +102,32 @@ def test_mutual_tls_names_the_client(pki: Any, node: str) -> None:
     assert result.identity.serial == pki.client_serial
     assert result.identity.common_name == pki.client_common_name
     assert len(result.identity.fingerprint_sha256) == 64
+
+
+def test_a_tls_1_3_client_gets_one_session_ticket_and_resumes_with_it(pki: Any) -> None:
+    server = server_context(pki.rsa_cert_file, pki.rsa_key_file, pki.ca_file)
+    client = client_context(pki.ca_file, pki.client_cert_file, pki.client_key_file)
+    tickets: list[int] = []
+
+    def count_tickets(_conn: Any, direction: str, _version: Any, content_type: Any,
+                      message_type: Any, _data: bytes) -> None:
+        # Python's hook onto OpenSSL's message callback: the only place a client can
+        # see how many NewSessionTicket messages the server sent.
+        if (direction, content_type, message_type) == (
+            "read", ssl._TLSContentType.HANDSHAKE, ssl._TLSMessageType.NEWSESSION_TICKET
+        ):
+            tickets.append(1)
+
+    client._msg_callback = count_tickets  # type: ignore[attr-defined]
+
+    first = _handshake(server, client)
+    tickets_on_first = len(tickets)
+    again = _handshake(server, client, first.session)
+
+    assert (first.version, tickets_on_first) == ("TLSv1.3", 1)
+    assert (first.resumed, again.resumed) == (False, True)
+    assert again.identity is not None
+    assert again.identity.serial == pki.client_serial
 
 
 def test_vcenter_static_rsa_suite_negotiates_with_an_rsa_certificate(pki: Any) -> None:
