@@ -266,15 +266,14 @@ def test_follower_asks_the_leader_and_waits_for_its_own_apply() -> None:
     reads.request("r2")
     reads.on_tick()
     [(to, asked)] = follower.take(INDEX_REQUEST)
-    assert to == "b"
+    assert to == "b" and asked["term"] == 3
 
-    # The leader side of the same exchange.
+    # The leader side of the same exchange: in a cluster of three the request is the
+    # acknowledgement a majority needs, so it is answered at once, with no round.
     leader = FakeView()
     leader_reads, _ = make(leader)
     leader_reads.on_message("f", asked)
-    leader_reads.on_tick()
-    ack(leader_reads, "c", leader.take(PROBE)[0][1])
-    leader_reads.on_tick()
+    assert leader.take(PROBE) == []
     [(to, answer)] = leader.take(INDEX_RESPONSE)
     assert to == "f" and answer == {"type": INDEX_RESPONSE, "id": asked["id"], "index": 10}
 
@@ -285,6 +284,58 @@ def test_follower_asks_the_leader_and_waits_for_its_own_apply() -> None:
     follower.applied = 10
     reads.on_tick()
     assert outcomes == {"r1": None, "r2": None}
+
+
+def answer_after_a_round(leader: FakeView, reads: ReadIndex, request: dict[str, Any],
+                         acks_needed: int) -> dict[str, Any]:
+    """Deliver a follower's request; check it waits for acks_needed acknowledgements."""
+    reads.on_message("f", request)
+    reads.on_tick()
+    probes = leader.take(PROBE)
+    assert probes, "the request should have started a round"
+    for node, probe in probes[:acks_needed - 1]:
+        ack(reads, node, probe)
+    reads.on_tick()
+    assert leader.take(INDEX_RESPONSE) == []
+    node, probe = probes[acks_needed - 1]
+    ack(reads, node, probe)
+    reads.on_tick()
+    [(_, answer)] = leader.take(INDEX_RESPONSE)
+    return answer
+
+
+def test_a_request_proves_nothing_without_the_leaders_term_or_in_a_larger_cluster() -> None:
+    leader = FakeView()
+    reads, _ = make(leader)
+
+    for term in (2, 4, None):  # another term, or a node of an earlier version
+        request = {"type": INDEX_REQUEST, "id": 1, "term": term}
+        if term is None:
+            del request["term"]
+        assert answer_after_a_round(leader, reads, request, 1)["index"] == 10
+
+    # Five nodes: the leader and the follower are two of the three a majority needs.
+    leader.peer_nodes = ["b", "c", "d", "e"]
+    request = {"type": INDEX_REQUEST, "id": 2, "term": 3}
+    assert answer_after_a_round(leader, reads, request, 2)["index"] == 10
+
+
+def test_a_request_waits_for_an_entry_of_the_leaders_term() -> None:
+    leader = FakeView()
+    leader.own_term_committed = False
+    reads, _ = make(leader)
+    reads.on_message("f", {"type": INDEX_REQUEST, "id": 1, "term": 3})
+    reads.on_tick()
+    assert leader.take(INDEX_RESPONSE) == []  # the commit index may lag earlier leaders
+
+    leader.own_term_committed = True
+    leader.commit = 12
+    reads.on_tick()
+    ack(reads, "b", leader.take(PROBE)[0][1])
+    reads.on_tick()
+    assert leader.take(INDEX_RESPONSE) == [
+        ("f", {"type": INDEX_RESPONSE, "id": 1, "index": 12})
+    ]
 
 
 def test_follower_read_fails_when_the_leader_changes_or_refuses() -> None:
