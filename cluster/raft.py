@@ -514,6 +514,36 @@ class _RaftCore(SyncObj):
         self._journal.sync_if_deferred()
         super()._checkCommandsToApply()
 
+        if self._append_is_due():
+            self._SyncObj__sendAppendEntries()
+            self._journal.sync_if_deferred()
+
+    def _append_is_due(self) -> bool:
+        # pysyncobj appends the commands a tick takes after that tick's appends have left,
+        # and tells followers of a new commit index only with the next append: each waits
+        # for the append period, twice for a command forwarded by a follower (measured:
+        # 3.9 ms a write through the leader, 7.3 through a follower, with fdatasync at
+        # 0.2 ms). So the appends go now when no follower has one unacknowledged; while
+        # one has, they wait for the period or its answer, so that under load batches
+        # still form behind the append in flight instead of one append per command.
+        # (pysyncobj appends to every follower at once: sending to a free follower would
+        # also send a second, smaller batch to a busy one.)
+        if not self._isLeader():
+            return False
+        last_index = self._SyncObj__getCurrentLogIndex()
+        news = self.raftCommitIndex > self._SyncObj__transport.announced_commit_index
+        next_index = self._SyncObj__raftNextIndex
+        match_index = self._SyncObj__raftMatchIndex
+        anyone = False  # connected: alone, or cut off, there is no one to append to
+        for node in self.otherNodes:
+            if not self.isNodeConnected(node):
+                continue
+            if match_index.get(node, 0) < next_index.get(node, 0) - 1:
+                return False  # an append in flight
+            anyone = True
+            news = news or next_index.get(node, 0) <= last_index
+        return anyone and news
+
     def _on_tick(self) -> None:
         if self._replaying:
             # The first tick loaded the dump and applied the journal up to the commit

@@ -54,12 +54,16 @@ class DurableTransport(TCPTransport):
             raise TypeError("DurableTransport needs a DurableJournal as conf.journalFile")
         self._journal = journal
         self._read_index = syncObj.read_index  # ReadIndex's messages go there, not to pysyncobj
+        # The commit index the last append carried: _RaftCore sends the next one early
+        # when the leader's has moved past it.
+        self.announced_commit_index = 0
         super().__init__(syncObj, selfNode, otherNodes)
 
     def send(self, node: Any, message: Any) -> bool:
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == APPEND_ENTRIES:
             self._journal.defer_sync()  # only a leader sends these
+            self.announced_commit_index = message["commit_index"]
         elif kind not in CLAIMS_NOTHING_DURABLE:
             self._journal.sync()
         return self._deliver(node, message)

@@ -472,6 +472,47 @@ def test_no_acknowledgement_or_commit_runs_ahead_of_the_journal(tmp_path: Path) 
     assert all(m.commit_index <= m.durable_index for m in appends)
 
 
+def test_writes_do_not_wait_for_the_append_period(tmp_path: Path) -> None:
+    # An append period of half a second, so that waiting for it cannot pass for work: pysyncobj
+    # sent a command's entries with the next periodic append and the new commit index
+    # with the one after, so every write waited a period, through a follower two.
+    period = 0.5
+    addresses = tuple(f"127.0.0.1:{port}" for port in free_ports(3))
+
+    async def scenario() -> dict[str, list[float]]:
+        logs = [
+            ReplicatedLog(
+                RaftConfig(address, addresses, tmp_path / f"n{i}", SECRET,
+                           tick_seconds=period, idle_tick_seconds=period,
+                           election_timeout_min_seconds=2, election_timeout_max_seconds=3,
+                           leader_step_down_seconds=10),
+                MemoryMachine(),
+            )
+            for i, address in enumerate(addresses)
+        ]
+        try:
+            await logs[0].submit(("v", "first"), "first", timeout=60)
+            leader = next(raft_log for raft_log in logs if raft_log.status().role == "leader")
+            follower = next(raft_log for raft_log in logs if raft_log is not leader)
+
+            took: dict[str, list[float]] = {"leader": [], "follower": []}
+            for where, raft_log in (("leader", leader), ("follower", follower)):
+                for i in range(5):
+                    started = time.monotonic()
+                    await raft_log.submit(("v", where, i), f"{where}-{i}", timeout=60)
+                    took[where].append(time.monotonic() - started)
+            return took
+        finally:
+            for raft_log in logs:
+                raft_log.close()
+
+    took = asyncio.run(scenario())
+
+    # A write waits for an fdatasync and a round trip, milliseconds, not for the period.
+    for where, seconds in took.items():
+        assert sorted(seconds)[2] < period / 4, (where, seconds)
+
+
 def test_a_node_alone_syncs_before_it_answers(tmp_path: Path) -> None:
     # With no peers no message ever leaves, so nothing else would sync: a single-node
     # cluster used to answer writes that were only in the page cache.
