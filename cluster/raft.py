@@ -19,8 +19,12 @@ one, and each has a test in tests/cluster/test_raft.py.
 ----------------------------
 pysyncobj's defaults tick every 50 ms and send appends every 100 ms, so a write waited
 50-150 ms. ``RaftConfig.tick_seconds`` (2 ms) sets both ``autoTickPeriod`` and
-``appendEntriesPeriod``; a commit then takes a few ticks. Batching stays on: one append
-carries every command queued during a tick, and one fsync covers it (hazard 2).
+``appendEntriesPeriod``. Even so pysyncobj sends a command's entries with the next
+periodic append and a new commit index with the one after; ``_RaftCore`` sends both at
+the end of the tick instead, whenever no follower has an append unacknowledged
+(``_append_is_due``), so a commit takes a round trip and an fsync, not periods. Batching
+stays on: one append carries every command queued meanwhile, and one fsync covers it
+(hazard 2).
 
 2. It never fsyncs
 ------------------
