@@ -532,6 +532,11 @@ class _RaftCore(SyncObj):
         # still form behind the append in flight instead of one append per command.
         # (pysyncobj appends to every follower at once: sending to a free follower would
         # also send a second, smaller batch to a busy one.)
+        # Shortcoming: commands forwarded by followers reach the leader one message each,
+        # so under many writers through a follower the appends carry smaller batches than
+        # the period gathered (measured with 32: 8-18% more CPU a write, 1,983-2,604
+        # against 2,248-2,889 writes/s). Holding an append until the forwarded commands
+        # of the same poll are all queued would take a hook into pysyncobj's poll.
         if not self._isLeader():
             return False
         last_index = self._SyncObj__getCurrentLogIndex()
