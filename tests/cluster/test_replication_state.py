@@ -37,8 +37,8 @@ from keyquorum.cluster.state import (
 )
 from keyquorum.cluster.tenancy import CreateScope, Done, Refused
 from keyquorum.kmip.objects import UniqueIdentifier
-from keyquorum.kmip.tables import ObjectType
-from keyquorum.kmip.ttlv import ItemType
+from keyquorum.kmip.tables import ObjectType, Tag
+from keyquorum.kmip.ttlv import Item, ItemType
 
 SCOPE = ScopeName("default")
 CA = CertificateAuthority(b"ca", b"key")
@@ -111,6 +111,25 @@ def test_the_changelog_holds_a_create_in_the_attributes_the_store_shares() -> No
     assert logged[0].attributes[0] is logged[1].attributes[0]
     assert any(a is logged[0].attributes[0] for a in stored.attributes)
     assert logged[1].attributes[1].value.value == "mine"
+
+
+def test_the_changelog_and_the_store_hold_one_copy_of_a_creates_digest() -> None:
+    # A Digest mixes few-valued members with the key's own hash, so pooling builds it a
+    # new list: the changelog's Create and the stored key used to hold one each.
+    state = primary()
+    digest = StoredAttribute("Digest", attribute_value(ItemType.STRUCTURE, [
+        Item(Tag.HASHING_ALGORITHM, ItemType.ENUMERATION, 6),
+        Item(Tag.DIGEST_VALUE, ItemType.BYTE_STRING, b"\x01" * 32),
+    ]))
+    command = replace(create("a"), attributes=(digest,))
+    state.apply(command)
+
+    [logged] = [change.command for change in state.changes_after(1) or []]
+    stored = state.keys.get(SCOPE, "a")
+    assert logged == command and stored is not None
+    assert isinstance(logged, CreateObject)
+    assert [a for a in stored.attributes if a.name == "Digest"] == [logged.attributes[0]]
+    assert any(a is logged.attributes[0] for a in stored.attributes)
 
 
 def test_the_sequence_and_changelog_survive_a_dump() -> None:
