@@ -533,6 +533,23 @@ def test_a_node_alone_syncs_before_it_answers(tmp_path: Path) -> None:
     assert raft_log._journal.counters.syncs >= 1
 
 
+def test_a_compaction_leaves_the_kept_entries_durable(tmp_path: Path) -> None:
+    # The rewrite fsyncs the entries it keeps, so nothing is left to sync and the leader
+    # may count them toward a commit: durable_index must say so at once.
+    journal = DurableJournal(tmp_path / "raft.journal", tmp_path / "raft.dump")
+    for index in range(1, 11):
+        journal.add(f"entry-{index}".encode(), index, 1)
+    assert journal.has_unsynced_changes
+    assert journal.durable_index < 10
+
+    journal.deleteEntriesTo(5)
+
+    assert not journal.has_unsynced_changes
+    assert journal.durable_index == 10
+    assert journal[0] == (b"entry-6", 6, 1)
+    journal._destroy()
+
+
 def test_journal_survives_kill_and_drops_a_torn_tail(tmp_path: Path) -> None:
     path = tmp_path / "raft.journal"
     writer = subprocess.Popen(
