@@ -128,9 +128,11 @@ def test_no_file_holds_the_key_bytes_after_compaction_and_a_snapshot(
     dump = cluster.nodes[follower].config.parent / "data" / "raft" / "raft.dump"
     # The follower may have been killed before the last commands reached it, and its
     # first dumps then hold less than the cluster does: wait for one with all of it.
-    wait_for(lambda: dump.exists() and uids["key-0"].encode() in dump.read_bytes()
-             and b"at-rest-tokens" in dump.read_bytes(), 30,
-             "a dump holding the registered objects and the transformation")
+    def holds_everything() -> bool:
+        content = dump.read_bytes() if dump.exists() else b""
+        return uids["key-0"].encode() in content and b"at-rest-tokens" in content
+
+    wait_for(holds_everything, 30, "a dump holding the registered objects and the transformation")
     with cluster.pykmip(follower) as client:
         assert client.get(uids["key-2"]).value == SECRETS["key-2"]
     # The dump is written by a forked child; gRPC, whose threads the fork leaves behind,
